@@ -1,0 +1,16 @@
+"""sgg_d2: scene graph generation as a Detectron2 extension.
+
+Importing this package first installs a stand-in for Detectron2's compiled extension
+when (and only when) it is absent (see :mod:`sgg_d2.utils.d2_compat`), then imports the
+modules that only *register* components into Detectron2's registries and catalogs.
+"""
+
+from .utils.d2_compat import has_compiled_ops, install_stand_in
+
+install_stand_in()
+HAS_COMPILED_D2_OPS = has_compiled_ops()
+
+from .config import add_sgg_config  # noqa: E402
+
+__all__ = ["add_sgg_config", "HAS_COMPILED_D2_OPS"]
+__version__ = "0.1.0"

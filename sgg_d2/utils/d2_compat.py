@@ -1,0 +1,131 @@
+"""Make Detectron2 importable when its compiled extension ``detectron2._C`` is absent.
+
+The registry copy of Detectron2 (``pb1-detectron2==0.6``, see ``tools/install_detectron2.py``)
+ships without the C++/CUDA sources, so ``detectron2/_C*.so`` does not exist and
+``import detectron2.layers`` fails. Only a few features need those ops: rotated boxes
+(IoU, NMS, RoIAlign), deformable convolutions and the fast C++ COCOeval. Everything this
+project uses runs on torchvision ops instead.
+
+:func:`install_stand_in` puts a module in ``sys.modules["detectron2._C"]`` *only* when
+the real extension cannot be found, so a user who built Detectron2 from source keeps
+their own. Each missing op raises :class:`MissingDetectron2OpError`, which names the op
+and says how to get a full build.
+"""
+
+import importlib.util
+import sys
+import types
+
+__all__ = ["MissingDetectron2OpError", "install_stand_in", "has_compiled_ops"]
+
+MODULE_NAME = "detectron2._C"
+_HOW_TO_FIX = (
+    "Detectron2 was installed without its compiled extension (detectron2._C), so the op "
+    "'{op}' is unavailable. Build Detectron2 from source to get it (Detectron2's "
+    "INSTALL guide, 'Build Detectron2 from Source'), then reinstall sgg_d2 in that "
+    "environment (README: 'GPU users'). COCO evaluation works without it when "
+    "COCOEvaluator is built with use_fast_impl=False (sgg_d2's trainer does so)."
+)
+# Ops that the real extension exports and that Detectron2's Python code calls.
+_KNOWN_OPS = (
+    "box_iou_rotated",
+    "nms_rotated",
+    "roi_align_rotated_forward",
+    "roi_align_rotated_backward",
+    "deform_conv_forward",
+    "deform_conv_backward_input",
+    "deform_conv_backward_filter",
+    "modulated_deform_conv_forward",
+    "modulated_deform_conv_backward",
+    "COCOevalAccumulate",
+    "COCOevalEvaluateImages",
+    "InstanceAnnotation",
+    "ImageEvaluation",
+)
+
+
+class MissingDetectron2OpError(RuntimeError):
+    """Raised when code calls an op of Detectron2's compiled extension, which is absent."""
+
+    def __init__(self, op: str):
+        super().__init__(_HOW_TO_FIX.format(op=op))
+        self.op = op
+
+
+class _StandInModule(types.ModuleType):
+    """``detectron2._C`` replacement: environment queries answer, ops raise clearly."""
+
+    IS_SGG_D2_STAND_IN = True
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _missing_op(name)
+
+    # Queried by detectron2.utils.collect_env (default_setup logs it); not ops.
+    @staticmethod
+    def get_compiler_version() -> str:
+        return "none (detectron2._C not built; sgg_d2 stand-in)"
+
+    @staticmethod
+    def get_cuda_version() -> str:
+        return "none (detectron2._C not built; sgg_d2 stand-in)"
+
+    @staticmethod
+    def has_cuda() -> bool:
+        return False
+
+
+def _missing_op(name: str):
+    def op(*args, **kwargs):
+        raise MissingDetectron2OpError(name)
+
+    op.__name__ = name
+    return op
+
+
+def has_compiled_ops() -> bool:
+    """Whether the real ``detectron2._C`` is in use (not the stand-in, not missing)."""
+    module = sys.modules.get(MODULE_NAME)
+    if module is not None:
+        return not getattr(module, "IS_SGG_D2_STAND_IN", False)
+    return importlib.util.find_spec(MODULE_NAME) is not None
+
+
+def _register_torch_ops() -> None:
+    """``torch.ops.detectron2.nms_rotated`` is called directly (not through ``_C``)."""
+    import torch
+
+    lib = torch.library.Library("detectron2", "DEF")
+    lib.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
+
+    def nms_rotated(boxes, scores, iou_threshold):
+        raise MissingDetectron2OpError("nms_rotated")
+
+    lib.impl("nms_rotated", nms_rotated, "CompositeExplicitAutograd")
+    _StandInModule._torch_library = lib  # keep the registration alive
+
+
+def install_stand_in() -> bool:
+    """Install the stand-in for ``detectron2._C`` if, and only if, the real one is absent.
+
+    Must run before any ``detectron2.layers``/``detectron2.modeling`` import; importing
+    ``sgg_d2`` does it. Idempotent.
+
+    Returns:
+        True if the stand-in is (now) installed, False if the real extension is used.
+    """
+    current = sys.modules.get(MODULE_NAME)
+    if current is not None:
+        return bool(getattr(current, "IS_SGG_D2_STAND_IN", False))
+    if importlib.util.find_spec(MODULE_NAME) is not None:
+        return False
+    module = _StandInModule(MODULE_NAME, __doc__)
+    for op in _KNOWN_OPS:
+        setattr(module, op, _missing_op(op))
+    sys.modules[MODULE_NAME] = module
+    import detectron2
+
+    detectron2._C = module
+    _register_torch_ops()
+    return True

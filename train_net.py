@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Train or evaluate an sgg_d2 model (detector or scene-graph model) from a config file.
+
+Same flags as every Detectron2 project::
+
+    python train_net.py --config-file configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
+    python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS out/model_final.pth
+    python train_net.py --config-file CONFIG --num-gpus 8 --resume OUTPUT_DIR out/
+
+The work lives in :mod:`sgg_d2.engine`; this file only parses arguments and launches.
+"""
+
+# isort: off
+import sgg_d2  # noqa: F401  (first: installs the detectron2._C stand-in when needed)
+from detectron2.engine import default_argument_parser, launch
+
+# isort: on
+from sgg_d2.engine import main
+
+
+def cli():
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    cli()
