@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update the project's virtual environment (.venv) idempotently.
 #
-# Steps: venv -> torch/torchvision -> pinned libraries -> Detectron2 (kept if importable,
+# Steps: venv -> torch/torchvision (kept if importable) -> pinned libraries -> Detectron2 (kept if importable,
 # otherwise tools/install_detectron2.py) -> `pip install -e .`. A stamp keyed on the
 # files that define the environment makes a second run with nothing changed a no-op.
 #
@@ -33,8 +33,12 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-say "installing $TORCH_SPEC $VISION_SPEC (large on first run)"
-"${PIP[@]}" install -q "$TORCH_SPEC" "$VISION_SPEC" || fail "torch/torchvision install"
+if "$PY" -c "import torch, torchvision" 2>/dev/null; then
+  say "keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
+else
+  say "installing $TORCH_SPEC $VISION_SPEC (large on first run)"
+  "${PIP[@]}" install -q "$TORCH_SPEC" "$VISION_SPEC" || fail "torch/torchvision install"
+fi
 
 say "installing pinned libraries from requirements.txt"
 "${PIP[@]}" install -q -r requirements.txt || fail "requirements.txt install"

@@ -1,0 +1,100 @@
+"""The detectron2._C stand-in: installed only when the real extension is absent."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from sgg_d2.utils import d2_compat
+
+REAL_C_PRESENT = not getattr(sys.modules["detectron2._C"], "IS_SGG_D2_STAND_IN", False)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.skipif(REAL_C_PRESENT, reason="this Detectron2 has its compiled _C")
+def test_absent_extension_gets_stand_in_and_imports_work():
+    proc = run_python(
+        """
+        import sgg_d2
+        import detectron2._C as C
+        import detectron2.layers, detectron2.modeling, detectron2.evaluation  # must import
+        from detectron2.utils.collect_env import collect_env_info
+        assert "stand-in" in collect_env_info()
+        print(C.IS_SGG_D2_STAND_IN, sgg_d2.HAS_COMPILED_D2_OPS)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False"]
+
+
+@pytest.mark.skipif(REAL_C_PRESENT, reason="this Detectron2 has its compiled _C")
+@pytest.mark.parametrize(
+    "call, op",
+    [
+        (
+            "from detectron2.layers import nms_rotated;"
+            " nms_rotated(torch.zeros(2, 5), torch.ones(2), 0.5)",
+            "nms_rotated",
+        ),
+        (
+            "from detectron2.layers.rotated_boxes import pairwise_iou_rotated;"
+            " pairwise_iou_rotated(torch.zeros(2, 5), torch.zeros(2, 5))",
+            "box_iou_rotated",
+        ),
+        ("import detectron2._C as C; C.some_future_op()", "some_future_op"),
+    ],
+)
+def test_missing_op_names_itself_and_the_fix(call, op):
+    proc = run_python(
+        f"""
+        import sgg_d2, torch
+        from sgg_d2.utils.d2_compat import MissingDetectron2OpError
+        try:
+            {call}
+        except MissingDetectron2OpError as e:
+            print(e.op); print(e)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    first, message = proc.stdout.split("\n", 1)
+    assert first == op
+    assert f"'{op}'" in message and "Build Detectron2 from source" in message
+
+
+def test_present_extension_is_kept(tmp_path):
+    """A real detectron2._C (here a fake module found on detectron2's path) is never replaced."""
+    (tmp_path / "_C.py").write_text("IS_REAL_EXTENSION = True\n")
+    proc = run_python(
+        f"""
+        import detectron2
+        detectron2.__path__.append({str(tmp_path)!r})
+        import sgg_d2
+        import detectron2._C as C
+        print(getattr(C, "IS_REAL_EXTENSION", False), sgg_d2.HAS_COMPILED_D2_OPS)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    if REAL_C_PRESENT:
+        assert proc.stdout.split()[1] == "True"
+    else:
+        assert proc.stdout.split() == ["True", "True"]
+
+
+def test_install_is_idempotent():
+    assert d2_compat.install_stand_in() is (not REAL_C_PRESENT)
+    module = sys.modules["detectron2._C"]
+    assert d2_compat.install_stand_in() is (not REAL_C_PRESENT)
+    assert sys.modules["detectron2._C"] is module
+
+
+def test_dunder_lookups_are_plain_attribute_errors():
+    if REAL_C_PRESENT:
+        pytest.skip("this Detectron2 has its compiled _C")
+    with pytest.raises(AttributeError):
+        sys.modules["detectron2._C"].__wrapped__  # noqa: B018
