@@ -10,7 +10,11 @@ from .utils.d2_compat import has_compiled_ops, install_stand_in
 install_stand_in()
 HAS_COMPILED_D2_OPS = has_compiled_ops()
 
+# Modules that only register: models (meta-architecture, ROI heads, backbone, context
+# models) and the standard dataset names.
+from . import modeling  # noqa: E402,F401
 from .config import add_sgg_config  # noqa: E402
+from .data import builtin  # noqa: E402,F401
 
 __all__ = ["add_sgg_config", "HAS_COMPILED_D2_OPS"]
 __version__ = "0.1.0"

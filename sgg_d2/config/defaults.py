@@ -17,10 +17,60 @@ def add_sgg_config(cfg: CN) -> CN:
     Returns:
         ``cfg``, for chaining.
     """
+    cfg.MODEL.VGG = CN()
+    # VGG-16 backbone (build_vgg16_backbone): "" (plain) or "BN" (VGG-16-BN layers).
+    cfg.MODEL.VGG.NORM = ""
+
     cfg.MODEL.SGG = CN()
     # Evaluation/training protocol: "predcls" (GT boxes + labels), "sgcls" (GT boxes),
     # "sgdet" (detected boxes). Resolved once, in the ROI heads.
     cfg.MODEL.SGG.MODE = "sgdet"
+    # A trained detector checkpoint loaded into the relation model before training starts
+    # (stage handoff; training still starts at iteration 0). "" = none.
+    cfg.MODEL.SGG.DETECTOR_WEIGHTS = ""
+    # Keep backbone, RPN and box head fixed (and in eval mode) in the relation stage.
+    cfg.MODEL.SGG.FREEZE_DETECTOR = True
+    # Context model, a name in CONTEXT_REGISTRY: FrequencyBaseline, IMPContext,
+    # MotifsContext, VCTreeContext.
+    cfg.MODEL.SGG.CONTEXT = "MotifsContext"
+    # P, the number of real predicates (no background).
+    cfg.MODEL.SGG.NUM_PREDICATES = 50
+    # Add the frequency bias log p(predicate | subject class, object class) to the logits.
+    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = True
+    # Relation pairs sampled per training image, and the largest positive fraction.
+    cfg.MODEL.SGG.BATCH_SIZE_PER_IMAGE = 256
+    cfg.MODEL.SGG.POSITIVE_FRACTION = 0.25
+    # SGDet training: detections kept per image, and IoU for assigning them to GT objects.
+    cfg.MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE = 64
+    cfg.MODEL.SGG.MATCH_IOU_THRESHOLD = 0.5
+    # Union-box features: output size, and pairs pooled at once (bounds peak memory).
+    cfg.MODEL.SGG.UNION_DIM = 1024
+    cfg.MODEL.SGG.UNION_CHUNK_SIZE = 1024
+    # Context models: class/box embedding size, hidden size, dropout.
+    cfg.MODEL.SGG.EMBED_DIM = 128
+    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 256
+    cfg.MODEL.SGG.CONTEXT_DROPOUT = 0.0
+    # Weight of the object-classification (refinement) loss in SGCls/SGDet.
+    cfg.MODEL.SGG.OBJ_LOSS_WEIGHT = 1.0
+
+    cfg.MODEL.SGG.MOTIFS = CN()
+    # BiLSTM layers of the object and edge contexts; object order ("leftright",
+    # "confidence", "size", "random").
+    cfg.MODEL.SGG.MOTIFS.NUM_OBJ_LAYERS = 1
+    cfg.MODEL.SGG.MOTIFS.NUM_EDGE_LAYERS = 1
+    cfg.MODEL.SGG.MOTIFS.ORDERING = "leftright"
+
+    cfg.MODEL.SGG.IMP = CN()
+    # Rounds of node <-> edge message passing (Xu et al. 2017 use 2).
+    cfg.MODEL.SGG.IMP.NUM_ITERATIONS = 2
+    # How a node pools the messages of its edges: "sum" (the paper) or "mean" (robust to
+    # the different degrees of sampled training pairs and all test pairs).
+    cfg.MODEL.SGG.IMP.MESSAGE_REDUCE = "sum"
+
+    cfg.MODEL.SGG.VCTREE = CN()
+    # Weight of the auxiliary loss that supervises the pairwise tree scores with
+    # "this pair has a relation".
+    cfg.MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT = 1.0
 
     # Flipping turns "left of" into "right of": off unless a config turns it on.
     cfg.INPUT.RANDOM_FLIP = "none"
@@ -39,6 +89,9 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.TEST.SGG.IOU_THRESHOLD = 0.5
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     cfg.TEST.SGG.SGDET_OVERLAP_ONLY = False
+    # Validation metric that selects model_best.pth during training (TEST.EVAL_PERIOD > 0;
+    # DATASETS.TEST must be a validation split). "" disables.
+    cfg.TEST.SGG.BEST_CHECKPOINT_METRIC = "sgg/mR@50"
     return cfg
 
 

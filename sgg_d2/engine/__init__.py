@@ -1,6 +1,7 @@
 """Training and evaluation entry points (``setup``/``main`` of ``train_net.py``, trainer)."""
 
-from .launch import main, setup
+from .launch import load_config, main, setup
+from .predictor import SceneGraphPredictor
 from .trainer import SceneGraphTrainer
 
-__all__ = ["SceneGraphTrainer", "main", "setup"]
+__all__ = ["SceneGraphPredictor", "SceneGraphTrainer", "load_config", "main", "setup"]

@@ -5,27 +5,34 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup, hooks
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_sgg_config, validate_sgg_config
 from .trainer import SceneGraphTrainer
 
-__all__ = ["setup", "main"]
+__all__ = ["load_config", "setup", "main"]
+
+
+def load_config(config_file: str, opts=()) -> CfgNode:
+    """The frozen config: Detectron2 defaults -> sgg_d2 keys -> ``config_file`` ->
+    ``KEY VALUE`` overrides -> validation (a bad value fails here, naming the key)."""
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    validate_sgg_config(cfg)
+    cfg.freeze()
+    return cfg
 
 
 def setup(args) -> CfgNode:
-    """Build the frozen config from ``args`` (Detectron2's ``default_argument_parser``).
-
-    Order: Detectron2 defaults -> sgg_d2 keys -> ``--config-file`` -> trailing
-    ``KEY VALUE`` overrides -> validation (a bad value fails here, naming the key).
-    """
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    validate_sgg_config(cfg)
-    cfg.freeze()
+    """:func:`load_config` from ``args`` (Detectron2's ``default_argument_parser``), then
+    Detectron2's ``default_setup`` (logging, seeds, config dump in ``OUTPUT_DIR``)."""
+    cfg = load_config(args.config_file, args.opts)
     default_setup(cfg, args)
+    # default_setup configures the "detectron2" and "fvcore" loggers; ours too.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sgg_d2")
     return cfg
 
 

@@ -1,0 +1,227 @@
+"""Box sanity rules shared by the loaders: clipping to the image and degenerate boxes.
+
+Rule, applied to absolute ``XYXY`` boxes in image pixels:
+
+1. A box with non-finite coordinates or ``x2 < x1`` / ``y2 < y1`` is malformed: error.
+2. Corners outside the image are clipped to ``[0, width] x [0, height]`` (counted).
+3. A box with zero area after clipping (``x2 - x1 <= 0`` or ``y2 - y1 <= 0``) is
+   *degenerate* and handled by the ``degenerate_boxes`` option:
+
+   - ``"enlarge"`` (default): grow it to 1 pixel in each empty direction, inside the
+     image (``x1 <- min(x1, width - 1)``, ``x2 <- x1 + 1``; same for y);
+   - ``"drop"``: remove the object and every relation that uses it, re-indexing the
+     remaining relations;
+   - ``"error"``: raise, naming the image and the box.
+
+   Every loader counts what it did and logs one summary line per split.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import numpy as np
+from detectron2.structures import BoxMode
+
+from ._checks import DatasetFormatError
+
+__all__ = [
+    "DEGENERATE_RULES",
+    "BoxStats",
+    "check_degenerate_rule",
+    "clip_to_image",
+    "degenerate_mask",
+    "enlarge_boxes",
+    "reindex_relations",
+    "sanitize_image_boxes",
+    "make_record",
+]
+
+logger = logging.getLogger(__name__)
+
+DEGENERATE_RULES = ("enlarge", "drop", "error")
+ArrayOrScalar = Union[np.ndarray, float]
+
+
+@dataclass
+class BoxStats:
+    """Counts of box fixes made while loading one split."""
+
+    clipped: int = 0
+    degenerate: int = 0
+    dropped_relations: int = 0
+
+    def log(self, label: str, rule: str) -> None:
+        """Log one summary line (only when something was changed)."""
+        if self.clipped:
+            logger.info("%s: clipped %d boxes to the image", label, self.clipped)
+        if self.degenerate:
+            extra = f", {self.dropped_relations} relations dropped" if rule == "drop" else ""
+            logger.warning(
+                "%s: %d zero-area boxes handled by degenerate_boxes=%r%s",
+                label,
+                self.degenerate,
+                rule,
+                extra,
+            )
+
+
+def check_degenerate_rule(rule: str) -> str:
+    """Validate the ``degenerate_boxes`` option."""
+    if rule not in DEGENERATE_RULES:
+        raise ValueError(f"degenerate_boxes is {rule!r}; valid values are {DEGENERATE_RULES}")
+    return rule
+
+
+def clip_to_image(
+    boxes: np.ndarray, widths: ArrayOrScalar, heights: ArrayOrScalar
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Clip boxes (N, 4) XYXY to their image; ``widths``/``heights`` are (N,) or scalars.
+
+    Returns:
+        the clipped boxes (N, 4) float64 and a (N,) bool mask of boxes that changed.
+    """
+    limits = np.stack(np.broadcast_arrays(widths, heights, widths, heights), axis=-1)
+    clipped = np.clip(boxes, 0.0, limits)
+    changed = np.any(clipped != boxes, axis=1)
+    return clipped, changed
+
+
+def degenerate_mask(boxes: np.ndarray) -> np.ndarray:
+    """(N,) bool: boxes (N, 4) XYXY with zero area."""
+    return (boxes[:, 2] - boxes[:, 0] <= 0) | (boxes[:, 3] - boxes[:, 1] <= 0)
+
+
+def enlarge_boxes(
+    boxes: np.ndarray, widths: ArrayOrScalar, heights: ArrayOrScalar, mask: np.ndarray
+) -> np.ndarray:
+    """Grow the zero-area boxes selected by ``mask`` to at least 1 pixel, inside the image.
+
+    Args:
+        boxes: (N, 4) XYXY, already clipped to the image.
+        widths, heights: (N,) image sizes of each box, or scalars.
+        mask: (N,) bool, boxes to enlarge.
+    """
+    out = boxes.copy()
+    sizes = np.broadcast_arrays(widths, heights)
+    for axis, size in enumerate(sizes):
+        lo, hi = out[:, axis], out[:, axis + 2]
+        empty = mask & (hi - lo <= 0)
+        new_lo = np.maximum(np.minimum(lo, size - 1.0), 0.0)
+        new_hi = np.minimum(new_lo + 1.0, size)
+        out[:, axis] = np.where(empty, new_lo, lo)
+        out[:, axis + 2] = np.where(empty, new_hi, hi)
+    return out
+
+
+def reindex_relations(keep: np.ndarray, relations: np.ndarray) -> Tuple[np.ndarray, int]:
+    """Drop relations that use a removed object; re-index the rest.
+
+    Args:
+        keep: (N,) bool, objects that stay.
+        relations: (R, 3) int64 ``[subject, object, predicate]`` indexing the N objects.
+
+    Returns:
+        relations (R', 3) indexing the kept objects, and the number of dropped relations.
+    """
+    new_index = np.cumsum(keep) - 1
+    ok = keep[relations[:, 0]] & keep[relations[:, 1]]
+    out = relations[ok].copy()
+    out[:, :2] = new_index[out[:, :2]]
+    return out, int((~ok).sum())
+
+
+def sanitize_image_boxes(
+    boxes: np.ndarray,
+    relations: np.ndarray,
+    width: float,
+    height: float,
+    rule: str,
+    where: str,
+    stats: BoxStats,
+) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
+    """Apply the module's box rule to the objects of one image.
+
+    Args:
+        boxes: (N, 4) float XYXY absolute.
+        relations: (R, 3) int64 indexing ``boxes``.
+        width, height: image size.
+        rule: one of :data:`DEGENERATE_RULES`.
+        where: image description used in error messages (file and image key).
+        stats: counters updated in place.
+
+    Returns:
+        boxes (N', 4), the (N,) bool mask of kept objects (``None`` when all are kept) and
+        the relations (R', 3) indexing the kept objects.
+    """
+    bad = ~np.all(np.isfinite(boxes), axis=1)
+    bad |= (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if bad.any():
+        i = int(np.nonzero(bad)[0][0])
+        raise DatasetFormatError(
+            f"{where}: box {i} = {boxes[i].tolist()} is malformed "
+            "(expected finite x1 <= x2 and y1 <= y2)"
+        )
+    boxes, clipped = clip_to_image(boxes, width, height)
+    stats.clipped += int(clipped.sum())
+    degenerate = degenerate_mask(boxes)
+    if not degenerate.any():
+        return boxes, None, relations
+    stats.degenerate += int(degenerate.sum())
+    if rule == "error":
+        i = int(np.nonzero(degenerate)[0][0])
+        raise DatasetFormatError(
+            f"{where}: box {i} = {boxes[i].tolist()} has zero area inside the "
+            f"{width}x{height} image (degenerate_boxes='error')"
+        )
+    if rule == "enlarge":
+        return enlarge_boxes(boxes, width, height, degenerate), None, relations
+    keep = ~degenerate
+    relations, dropped = reindex_relations(keep, relations)
+    stats.dropped_relations += dropped
+    return boxes[keep], keep, relations
+
+
+def make_record(
+    file_name: str,
+    image_id,
+    width: int,
+    height: int,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    relations: np.ndarray,
+    *,
+    rule: str,
+    where: str,
+    stats: BoxStats,
+    extras: Optional[list] = None,
+) -> dict:
+    """One dataset dict (data contract) after the box rule of this module.
+
+    Args:
+        boxes: (N, 4) float XYXY absolute; classes: (N,) 0-based; relations: (R, 3).
+        extras: optional list of N dicts of extra per-annotation fields (e.g.
+            ``segmentation``), merged into the annotations.
+    """
+    boxes, keep, relations = sanitize_image_boxes(
+        boxes, relations, width, height, rule, where, stats
+    )
+    classes = np.asarray(classes, dtype=np.int64)
+    if keep is not None:
+        classes = classes[keep]
+        extras = None if extras is None else [e for e, k in zip(extras, keep) if k]
+    mode = BoxMode.XYXY_ABS
+    annotations = [
+        {"bbox": box, "bbox_mode": mode, "category_id": c}
+        for box, c in zip(boxes.tolist(), classes.tolist())
+    ]
+    for annotation, extra in zip(annotations, extras or ()):
+        annotation.update(extra)
+    return {
+        "file_name": file_name,
+        "image_id": image_id,
+        "height": int(height),
+        "width": int(width),
+        "annotations": annotations,
+        "relations": np.asarray(relations, dtype=np.int64).reshape(-1, 3),
+    }

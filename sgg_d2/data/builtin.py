@@ -1,0 +1,184 @@
+"""Register the standard dataset names under ``$SGG_DATASETS`` (default ``./datasets``).
+
+Importing this module calls :func:`register_all_builtin`. A name is registered when the
+main annotation file of its split exists (images are only needed at load time; a missing
+one is then an error naming the file). The synthetic world is registered only once its
+generator finished (``synthetic/SUCCESS.json`` exists). Registration is lazy: nothing is
+loaded until ``DatasetCatalog.get``. Names that are already registered are left alone, so
+re-importing or calling :func:`register_all_builtin` again is harmless. Expected layouts
+are documented in ``datasets/README.md``.
+"""
+
+import json
+import logging
+import os
+from typing import Callable, List, Optional
+
+from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from .openimages import register_openimages
+from .scene_graph_json import register_scene_graph_json
+from .visual_genome import register_visual_genome
+from .vrd import register_vrd
+
+__all__ = ["register_all_builtin", "default_datasets_root"]
+
+logger = logging.getLogger(__name__)
+
+
+def default_datasets_root() -> str:
+    """``$SGG_DATASETS`` if set, else ``./datasets``."""
+    return os.environ.get("SGG_DATASETS", "datasets")
+
+
+def _register(name: str, main_file: str, register: Callable[[], None], done: List[str]) -> None:
+    """Call ``register`` when ``main_file`` exists and ``name`` is not yet registered."""
+    if name in DatasetCatalog.list() or not os.path.isfile(main_file):
+        return
+    try:
+        register()
+    except (OSError, ValueError, KeyError) as e:
+        # A broken dataset folder must not break ``import sgg_d2``; say why it is missing.
+        logger.warning("Dataset %s not registered: %s", name, e)
+        return
+    done.append(name)
+
+
+def _register_vg_format(prefix: str, folder: str, image_root: str, val_size: int, done) -> None:
+    h5_file = os.path.join(folder, "VG-SGG-with-attri.h5")
+    for split in ("train", "val", "test"):
+        name = f"{prefix}_{split}"
+        _register(
+            name,
+            h5_file,
+            lambda name=name, split=split: register_visual_genome(
+                name,
+                h5_file,
+                os.path.join(folder, "VG-SGG-dicts-with-attri.json"),
+                os.path.join(folder, "image_data.json"),
+                image_root,
+                split,
+                val_size=val_size,
+                train_split=f"{prefix}_train",
+                metadata={"dataset_root": folder},
+            ),
+            done,
+        )
+
+
+def _register_vrd_format(prefix: str, folder: str, image_roots: dict, done) -> None:
+    for split, image_root in image_roots.items():
+        name, ann = f"{prefix}_{split}", os.path.join(folder, f"annotations_{split}.json")
+        _register(
+            name,
+            ann,
+            lambda name=name, ann=ann, image_root=image_root: register_vrd(
+                name,
+                ann,
+                image_root,
+                os.path.join(folder, "objects.json"),
+                os.path.join(folder, "predicates.json"),
+                train_split=f"{prefix}_train",
+                metadata={"dataset_root": folder},
+            ),
+            done,
+        )
+
+
+def _register_openimages_format(prefix: str, folder: str, image_root: str, done) -> None:
+    annotations = os.path.join(folder, "annotations")
+    for split in ("train", "val", "test"):
+        name, ann = f"{prefix}_{split}", os.path.join(annotations, f"vrd-{split}-anno.json")
+        _register(
+            name,
+            ann,
+            lambda name=name, ann=ann: register_openimages(
+                name,
+                ann,
+                os.path.join(annotations, "categories_dict.json"),
+                image_root,
+                train_split=f"{prefix}_train",
+                metadata={"dataset_root": folder},
+            ),
+            done,
+        )
+
+
+def _register_synthetic(folder: str, done) -> None:
+    success = os.path.join(folder, "SUCCESS.json")
+    if not os.path.isfile(success):
+        return
+    try:
+        with open(success) as f:
+            num_val = int(json.load(f)["num_val"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        logger.warning(
+            "Synthetic datasets not registered: %s has no valid 'num_val' (%s)", success, e
+        )
+        return
+    images = os.path.join(folder, "images")
+    _register_vg_format("synthetic", folder, images, num_val, done)
+    _register_vrd_format(
+        "synthetic_vrd", os.path.join(folder, "vrd"), {"train": images, "test": images}, done
+    )
+    _register_openimages_format(
+        "synthetic_openimages", os.path.join(folder, "openimages"), images, done
+    )
+    for split in ("train", "val", "test"):
+        name = f"synthetic_json_{split}"
+        json_file = os.path.join(folder, "json", f"scene_graphs_{split}.json")
+        _register(
+            name,
+            json_file,
+            lambda name=name, json_file=json_file: register_scene_graph_json(
+                name,
+                json_file,
+                images,
+                train_split="synthetic_json_train",
+                metadata={"dataset_root": folder},
+            ),
+            done,
+        )
+    masks = os.path.join(folder, "coco_masks")
+    for split in ("train", "val"):
+        name = f"synthetic_masks_{split}"
+        json_file = os.path.join(masks, "annotations", f"instances_{split}.json")
+        _register(
+            name,
+            json_file,
+            lambda name=name, json_file=json_file: register_coco_instances(
+                name,
+                {"dataset_root": masks, "train_split": "synthetic_masks_train"},
+                json_file,
+                os.path.join(masks, "images"),
+            ),
+            done,
+        )
+
+
+def register_all_builtin(root: Optional[str] = None) -> List[str]:
+    """Register every standard dataset whose files are present under ``root``.
+
+    Args:
+        root: datasets folder; default :func:`default_datasets_root`.
+
+    Returns:
+        the names registered by this call.
+    """
+    root = root or default_datasets_root()
+    done: List[str] = []
+    vg = os.path.join(root, "vg")
+    _register_vg_format("vg150", vg, os.path.join(vg, "VG_100K"), 5000, done)
+    vrd = os.path.join(root, "vrd")
+    vrd_images = {s: os.path.join(vrd, "sg_dataset", f"sg_{s}_images") for s in ("train", "test")}
+    _register_vrd_format("vrd", vrd, vrd_images, done)
+    oi = os.path.join(root, "openimages_v6")
+    _register_openimages_format("openimages_v6", oi, os.path.join(oi, "images"), done)
+    _register_synthetic(os.path.join(root, "synthetic"), done)
+    if done:
+        logger.info("Registered datasets under %s: %s", root, ", ".join(done))
+    return done
+
+
+register_all_builtin()

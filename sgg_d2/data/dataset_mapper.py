@@ -1,0 +1,153 @@
+"""Dataset mapper for scene-graph dicts: image, instances and the relations tensor."""
+
+import copy
+import logging
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+__all__ = ["SceneGraphDatasetMapper", "filter_duplicate_relations"]
+
+logger = logging.getLogger(__name__)
+
+
+def filter_duplicate_relations(relations: np.ndarray, rng=np.random) -> np.ndarray:
+    """Keep one relation per (subject, object) pair, chosen uniformly at random.
+
+    Args:
+        relations: (R, 3) int64 ``[subject, object, predicate]``.
+        rng: source of randomness with a ``permutation`` method (default: numpy's global
+            generator, which Detectron2 seeds per data-loader worker).
+
+    Returns:
+        (R', 3) the kept rows, in their original order.
+    """
+    if len(relations) < 2:
+        return relations
+    order = rng.permutation(len(relations))
+    # np.unique keeps the first occurrence in the shuffled order: a random row per pair.
+    _, first = np.unique(relations[order, :2], axis=0, return_index=True)
+    return relations[np.sort(order[first])]
+
+
+class SceneGraphDatasetMapper:
+    """Turn a scene-graph dataset dict into the model's input (train and test).
+
+    Output keys, besides the dict's own ``file_name``, ``image_id``, ``height``, ``width``:
+
+    - ``image``: uint8 tensor (C, H, W) after augmentation;
+    - ``instances``: :class:`Instances` with ``gt_boxes``, ``gt_classes`` and, when the
+      annotations have ``segmentation``, ``gt_masks``. Every annotation is kept, in
+      order, so relation indices stay valid (no empty-box filtering);
+    - ``relations``: int64 tensor (R, 3) ``[subject, object, predicate]`` indexing
+      ``instances``. At train time, if ``filter_duplicate_relations``, one predicate per
+      (subject, object) pair is kept at random; at test time the ground truth is
+      untouched.
+
+    Augmentations come from ``detectron2.data.detection_utils.build_augmentation``:
+    ``ResizeShortestEdge`` from ``INPUT.MIN_SIZE_*``/``MAX_SIZE_*`` and, at train time
+    only, a flip when ``INPUT.RANDOM_FLIP != "none"`` (sgg_d2's default is ``"none"``
+    because flipping turns "left of" into "right of").
+
+    Masks use ``INPUT.MASK_FORMAT``; an image whose masks are RLE is switched to
+    ``"bitmask"`` (polygon masks cannot hold RLE).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: List,
+        image_format: str,
+        mask_format: str = "polygon",
+        filter_duplicate_relations: bool = False,
+    ):
+        """
+        Args:
+            is_train: train-time behaviour (duplicate filtering allowed).
+            augmentations: Detectron2 augmentations or deterministic transforms.
+            image_format: e.g. ``"BGR"`` (``INPUT.FORMAT``).
+            mask_format: ``"polygon"`` or ``"bitmask"``.
+            filter_duplicate_relations: keep one predicate per pair (train only).
+        """
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.mask_format = mask_format
+        self.filter_duplicates = bool(filter_duplicate_relations and is_train)
+        logger.info(
+            "SceneGraphDatasetMapper (%s): augmentations %s, duplicate filtering %s",
+            "train" if is_train else "test",
+            augmentations,
+            self.filter_duplicates,
+        )
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
+        return {
+            "is_train": is_train,
+            "augmentations": utils.build_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "mask_format": cfg.INPUT.MASK_FORMAT,
+            "filter_duplicate_relations": cfg.DATASETS.SGG.FILTER_DUPLICATE_RELATIONS,
+        }
+
+    def _read_image(self, dataset_dict: Dict) -> np.ndarray:
+        file_name = dataset_dict["file_name"]
+        try:
+            image = utils.read_image(file_name, format=self.image_format)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"image file not found: {file_name} (image_id {dataset_dict.get('image_id')})"
+            ) from e
+        utils.check_image_size(dataset_dict, image)
+        return image
+
+    def _instances(self, annos: List[Dict], image_shape, file_name: str):
+        with_segm = ["segmentation" in a for a in annos]
+        if any(with_segm) and not all(with_segm):
+            raise ValueError(
+                f"{file_name}: {sum(with_segm)} of {len(annos)} annotations have a "
+                "segmentation; either all or none must"
+            )
+        mask_format = self.mask_format
+        if any(isinstance(a.get("segmentation"), np.ndarray) for a in annos):
+            mask_format = "bitmask"  # RLE was decoded to an array by the transform
+        return utils.annotations_to_instances(annos, image_shape, mask_format=mask_format)
+
+    def _relations(self, dataset_dict: Dict, num_objects: int) -> torch.Tensor:
+        if "relations" not in dataset_dict:
+            raise KeyError(f"{dataset_dict['file_name']}: dataset dict has no 'relations'")
+        relations = np.asarray(dataset_dict["relations"], dtype=np.int64).reshape(-1, 3)
+        bad = (relations[:, :2] < 0) | (relations[:, :2] >= num_objects)
+        if bad.any():
+            row = int(np.nonzero(bad.any(axis=1))[0][0])
+            raise ValueError(
+                f"{dataset_dict['file_name']}: relation {row} = {relations[row].tolist()} "
+                f"indexes outside the image's {num_objects} annotations"
+            )
+        if self.filter_duplicates:
+            relations = filter_duplicate_relations(relations)
+        return torch.as_tensor(relations, dtype=torch.int64)
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        """Map one dataset dict (not modified) to the model's input dict."""
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = self._read_image(dataset_dict)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        annos = [
+            utils.transform_instance_annotations(a, transforms, image_shape)
+            for a in dataset_dict.pop("annotations", [])
+        ]
+        dataset_dict["instances"] = self._instances(annos, image_shape, dataset_dict["file_name"])
+        dataset_dict["relations"] = self._relations(dataset_dict, len(annos))
+        return dataset_dict

@@ -1,0 +1,299 @@
+"""Generation of the whole synthetic world on disk (layout: ``datasets/synthetic_world.md``)."""
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from .render import encode_jpeg, encode_rle, paint, sample_aux_scene
+from .scene import sample_scene
+from .shapes import mask_box
+from .vectors import VECTOR_DIM, build_word_vectors, write_glove
+from .world import (
+    AUX_CLASSES,
+    HELD_OUT_TRIPLETS,
+    PREDICATES,
+    THING_CLASSES,
+    ZERO_SHOT_PLANT_EVERY,
+    class_index,
+    predicate_index,
+)
+from .writers import (
+    ImageRecord,
+    write_coco_instances,
+    write_json,
+    write_openimages,
+    write_scene_graph_json,
+    write_visual_genome,
+    write_vrd,
+)
+
+__all__ = ["GENERATOR_VERSION", "WorldConfig", "generate_world", "read_success", "held_out_ids"]
+
+GENERATOR_VERSION = 1
+SUCCESS_FILE = "SUCCESS.json"
+# Independent random streams: image k of a stream is the same whatever the other counts.
+_STREAM_TRAIN, _STREAM_TEST, _STREAM_MASK_TRAIN, _STREAM_MASK_VAL = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Parameters of a synthetic world (all written to ``SUCCESS.json``).
+
+    Attributes:
+        seed: base seed of every random stream.
+        num_train: scene-graph images with h5 split 0 (the first ``num_val`` are val).
+        num_val: validation images carved from the start of train.
+        num_test: scene-graph images with h5 split 2.
+        num_mask_train, num_mask_val: auxiliary COCO-format mask images.
+        image_size: long side of every image in pixels.
+    """
+
+    seed: int = 0
+    num_train: int = 400
+    num_val: int = 50
+    num_test: int = 100
+    num_mask_train: int = 200
+    num_mask_val: int = 50
+    image_size: int = 160
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad parameter."""
+        for key in ("num_train", "num_test", "num_mask_train", "num_mask_val"):
+            if getattr(self, key) < 1:
+                raise ValueError(
+                    f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}"
+                )
+        if not 0 <= self.num_val < self.num_train:
+            raise ValueError(
+                f"--num-val must be in [0, --num-train), got {self.num_val} with "
+                f"--num-train {self.num_train}"
+            )
+        if not 112 <= self.image_size <= 1024:
+            raise ValueError(f"--image-size must be in [112, 1024], got {self.image_size}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+
+
+def held_out_ids() -> List[tuple]:
+    """Held-out triplets as 0-based (subject class, predicate, object class)."""
+    return [(class_index(s), predicate_index(p), class_index(o)) for s, p, o in HELD_OUT_TRIPLETS]
+
+
+def _image_size(rng: np.random.Generator, size: int) -> tuple:
+    # Square, landscape or portrait (short side 0.8 x long side), long side = size.
+    short = int(round(0.8 * size))
+    return [(size, size), (short, size), (size, short)][int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
+
+
+def _record(image_id: int, labels, visible: np.ndarray, colours, relations) -> ImageRecord:
+    return ImageRecord(
+        image_id=image_id,
+        height=int(visible.shape[1]),
+        width=int(visible.shape[2]),
+        labels=np.asarray(labels, dtype=np.int64),
+        boxes=np.stack([mask_box(m) for m in visible]).astype(np.int64),
+        colours=np.asarray(colours, dtype=np.int64),
+        segmentations=[encode_rle(m) for m in visible],
+        areas=visible.reshape(len(visible), -1).sum(axis=1).astype(np.int64),
+        relations=np.asarray(relations, dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def _scene_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str):
+    rng = np.random.default_rng([cfg.seed, stream, k])
+    height, width = _image_size(rng, cfg.image_size)
+    held_out = held_out_ids()
+    if stream == _STREAM_TEST:
+        zero_shot = held_out[(k // ZERO_SHOT_PLANT_EVERY) % len(held_out)]
+        zero_shot = zero_shot if k % ZERO_SHOT_PLANT_EVERY == 0 else None
+        scene = sample_scene(rng, height, width, zero_shot=zero_shot)
+    else:
+        scene = sample_scene(rng, height, width, held_out=frozenset(held_out))
+    _write_bytes(
+        os.path.join(folder, f"{image_id}.jpg"), encode_jpeg(paint(rng, scene.masks, scene.colours))
+    )
+    return _record(image_id, scene.labels, scene.visible, scene.colours, scene.relations)
+
+
+def _aux_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str):
+    rng = np.random.default_rng([cfg.seed, stream, k])
+    height, width = _image_size(rng, cfg.image_size)
+    scene = sample_aux_scene(rng, height, width)
+    _write_bytes(
+        os.path.join(folder, f"{image_id}.jpg"), encode_jpeg(paint(rng, scene.masks, scene.colours))
+    )
+    return _record(image_id, scene.labels, scene.masks, scene.colours, np.zeros((0, 3)))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _remove_stale_images(folder: str, keep_ids: set) -> None:
+    # A previous, larger world may have left "<id>.jpg" files that no annotation lists.
+    for name in os.listdir(folder):
+        match = re.fullmatch(r"(\d+)\.jpg", name)
+        if match and int(match.group(1)) not in keep_ids:
+            os.remove(os.path.join(folder, name))
+
+
+def read_success(root: str) -> Optional[dict]:
+    """Contents of ``ROOT/SUCCESS.json``, or None when the world is absent/incomplete.
+
+    Raises:
+        ValueError: naming the file, if it exists but is not a JSON object.
+    """
+    path = os.path.join(root, SUCCESS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            content = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
+    return content
+
+
+def _is_complete(root: str, cfg: WorldConfig, log: Callable[[str], None]) -> bool:
+    try:
+        done = read_success(root)
+    except ValueError as e:
+        log(f"regenerating: {e}")
+        return False
+    return (
+        done is not None
+        and done.get("parameters") == asdict(cfg)
+        and done.get("version") == GENERATOR_VERSION
+    )
+
+
+def _predicate_counts(records: List[ImageRecord]) -> dict:
+    preds = np.concatenate([r.relations[:, 2] for r in records]).astype(np.int64)
+    counts = np.bincount(preds, minlength=len(PREDICATES))
+    return {p: int(c) for p, c in zip(PREDICATES, counts)}
+
+
+def _summary(cfg: WorldConfig, train: list, test: list, aux_train: list, aux_val: list) -> dict:
+    def n_obj(rs):
+        return int(sum(len(r.labels) for r in rs))
+
+    def n_rel(rs):
+        return int(sum(len(r.relations) for r in rs))
+
+    return {
+        "generator": "sgg_d2.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "parameters": asdict(cfg),
+        **asdict(cfg),
+        "image_id_ranges": {
+            "train": [train[0].image_id, train[-1].image_id],
+            "test": [test[0].image_id, test[-1].image_id],
+            "mask_train": [aux_train[0].image_id, aux_train[-1].image_id],
+            "mask_val": [aux_val[0].image_id, aux_val[-1].image_id],
+        },
+        "num_objects": {
+            "train": n_obj(train),
+            "test": n_obj(test),
+            "mask_train": n_obj(aux_train),
+            "mask_val": n_obj(aux_val),
+        },
+        "num_relations": {"train": n_rel(train), "test": n_rel(test)},
+        "predicate_counts": {"train": _predicate_counts(train), "test": _predicate_counts(test)},
+        "thing_classes": list(THING_CLASSES),
+        "predicate_classes": list(PREDICATES),
+        "aux_classes": list(AUX_CLASSES),
+        "held_out_triplets": [list(t) for t in HELD_OUT_TRIPLETS],
+        "word_vectors": {"file": "glove/synthetic.50d.txt", "dim": VECTOR_DIM},
+    }
+
+
+def generate_world(
+    root: str,
+    cfg: WorldConfig,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Generate (or keep) the synthetic world under ``root``.
+
+    If ``root/SUCCESS.json`` exists with the same parameters and generator version and
+    ``force`` is False, nothing is written. Otherwise ``SUCCESS.json`` is removed first
+    and written last, so its presence means the world is complete.
+
+    Returns:
+        The contents of ``SUCCESS.json``.
+    """
+    cfg.validate()
+    success = os.path.join(root, SUCCESS_FILE)
+    if not force and _is_complete(root, cfg, log):
+        log(
+            f"synthetic world already complete in {root} (same parameters); "
+            "use --force to regenerate"
+        )
+        return read_success(root)
+    start = time.perf_counter()
+    if os.path.exists(success):
+        os.remove(success)
+    train, test, aux_train, aux_val = _generate_images(root, cfg, progress)
+    _write_annotations(root, cfg, train, test, aux_train, aux_val)
+    summary = _summary(cfg, train, test, aux_train, aux_val)
+    # Written last and atomically: its presence means the world is complete.
+    write_json(success + ".tmp", summary)
+    os.replace(success + ".tmp", success)
+    log(f"synthetic world written to {root} in {time.perf_counter() - start:.1f} s")
+    return summary
+
+
+def _generate_images(root: str, cfg: WorldConfig, progress: bool) -> tuple:
+    """Sample, paint and save every image; return the records of the four streams."""
+    image_dir = os.path.join(root, "images")
+    aux_dir = os.path.join(root, "coco_masks", "images")
+    os.makedirs(image_dir, exist_ok=True)
+    os.makedirs(aux_dir, exist_ok=True)
+    total = cfg.num_train + cfg.num_test + cfg.num_mask_train + cfg.num_mask_val
+    bar = tqdm(total=total, desc="synthetic world", unit="img", disable=not progress)
+
+    def run(fn, stream, count, first_id, folder):
+        out = []
+        for k in range(count):
+            out.append(fn(cfg, stream, k, first_id + k, folder))
+            bar.update(1)
+        return out
+
+    train = run(_scene_image, _STREAM_TRAIN, cfg.num_train, 1, image_dir)
+    test = run(_scene_image, _STREAM_TEST, cfg.num_test, cfg.num_train + 1, image_dir)
+    aux_train = run(_aux_image, _STREAM_MASK_TRAIN, cfg.num_mask_train, 1, aux_dir)
+    aux_val = run(_aux_image, _STREAM_MASK_VAL, cfg.num_mask_val, cfg.num_mask_train + 1, aux_dir)
+    bar.close()
+    _remove_stale_images(image_dir, {r.image_id for r in train + test})
+    _remove_stale_images(aux_dir, {r.image_id for r in aux_train + aux_val})
+    return train, test, aux_train, aux_val
+
+
+def _write_annotations(root, cfg, train, test, aux_train, aux_val) -> None:
+    val, train_only = train[: cfg.num_val], train[cfg.num_val :]
+    write_visual_genome(root, train + test, [0] * len(train) + [2] * len(test))
+    write_vrd(os.path.join(root, "vrd"), train, test)
+    write_openimages(
+        os.path.join(root, "openimages", "annotations"),
+        {"train": train_only, "val": val, "test": test},
+    )
+    next_id = 1
+    for split, records in (("train", train_only), ("val", val), ("test", test)):
+        path = os.path.join(root, "json", f"scene_graphs_{split}.json")
+        next_id = write_scene_graph_json(path, records, next_id)
+    for split, records in (("train", aux_train), ("val", aux_val)):
+        path = os.path.join(root, "coco_masks", "annotations", f"instances_{split}.json")
+        write_coco_instances(path, records, f"sgg_d2 synthetic auxiliary masks ({split})")
+    write_glove(
+        os.path.join(root, "glove", f"synthetic.{VECTOR_DIM}d.txt"), build_word_vectors(cfg.seed)
+    )

@@ -1,0 +1,250 @@
+"""``SceneGraphEvaluator``: the Visual Genome protocol (SGDet / SGCls / PredCls).
+
+Metrics (percent): R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K and, in the GT-box modes
+(PredCls, SGCls), A@K; per-predicate recall in the log table and the JSON file. The
+protocol is documented in ``docs/EVALUATION.md`` and :mod:`.functional.recall`.
+"""
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.utils import comm
+
+from ..config.defaults import SGG_MODES
+from .base import ObjectOutputs, RelationEvaluatorBase
+from .functional.candidates import (
+    overlapping_pairs,
+    select_graph_constrained,
+    select_pair_predicates,
+)
+from .functional.many_to_many import match_scene_graph_images
+from .functional.matching import GroundTruthGraph
+from .functional.recall import aggregate_scene_graph_recall, zero_shot_mask
+from .prediction_io import numpy_candidates
+from .tables import metric_grid_table, ordered, per_predicate_json, per_predicate_table
+
+__all__ = ["SceneGraphEvaluator", "GT_BOX_MODES"]
+
+logger = logging.getLogger(__name__)
+
+# Modes where the model's instances are the image's annotations, in dataset order.
+GT_BOX_MODES = ("predcls", "sgcls")
+FAMILIES = ["R", "mR", "zsR", "ng-R", "ng-mR", "ng-zsR", "A"]
+
+
+class SceneGraphEvaluator(RelationEvaluatorBase):
+    """R@K / ng-R@K / mR@K / ng-mR@K / zsR@K / A@K evaluator of a scene-graph dataset.
+
+    ``mode`` only changes what is reported and which pairs compete:
+
+    - ``None``: metrics that do not depend on the mode (all but A@K), all pairs compete.
+    - ``"predcls"`` / ``"sgcls"``: additionally A@K (pair accuracy), which requires the
+      output instances to be the image's annotations in dataset order (same count).
+    - ``"sgdet"``: with ``sgdet_overlap_only``, only pairs whose boxes overlap (IoU > 0)
+      compete (a protocol variant, off by default).
+    """
+
+    kind = "scene_graph"
+
+    @configurable
+    def __init__(
+        self,
+        dataset_name: str,
+        mode: Optional[str] = None,
+        output_dir: Optional[str] = None,
+        ks: Sequence[int] = (20, 50, 100),
+        iou_threshold: float = 0.5,
+        sgdet_overlap_only: bool = False,
+        zero_shot_triplets: Optional[np.ndarray] = None,
+        statistics_cache_dir: Optional[str] = None,
+    ):
+        """
+        Args:
+            dataset_name: registered scene-graph dataset (ground truth by ``image_id``).
+            mode: ``"predcls"``, ``"sgcls"``, ``"sgdet"`` or None (see class docstring).
+            output_dir: where the metrics JSON and compact predictions are written.
+            ks: the K of every @K metric; max(ks) candidates are kept per image.
+            iou_threshold: IoU for subject and for object, inclusive (protocol: 0.5).
+            sgdet_overlap_only: SGDet only; restrict candidate pairs to overlapping boxes.
+            zero_shot_triplets: (Z, 3) rows (subject class, object class, predicate);
+                None asks the data layer (``get_zero_shot_triplets``); an empty array
+                turns zsR@K off.
+            statistics_cache_dir: cache folder passed to ``get_zero_shot_triplets``.
+
+        Raises:
+            ValueError: invalid ``mode`` (lists the valid ones), ``ks`` or zero-shot array.
+        """
+        if mode is not None and mode not in SGG_MODES:
+            raise ValueError(f"mode is {mode!r}; valid modes are {', '.join(SGG_MODES)} or None")
+        ks = tuple(int(k) for k in ks)
+        if not ks or min(ks) <= 0 or len(set(ks)) != len(ks):
+            raise ValueError(f"ks must be distinct positive integers, got {ks}")
+        super().__init__(dataset_name, output_dir, iou_threshold)
+        self._mode = mode
+        self._ks = tuple(sorted(ks))
+        self._overlap_only = bool(sgdet_overlap_only)
+        self._zero_shot = None if zero_shot_triplets is None else _as_triplets(zero_shot_triplets)
+        self._statistics_cache_dir = statistics_cache_dir
+
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
+        cache_dir = cfg.DATASETS.SGG.STATISTICS_CACHE_DIR or os.path.join(
+            cfg.OUTPUT_DIR, "sgg_statistics"
+        )
+        return {
+            "dataset_name": dataset_name,
+            "mode": cfg.MODEL.SGG.MODE,
+            "output_dir": output_dir,
+            "ks": tuple(cfg.TEST.SGG.RECALL_KS),
+            "iou_threshold": cfg.TEST.SGG.IOU_THRESHOLD,
+            "sgdet_overlap_only": cfg.TEST.SGG.SGDET_OVERLAP_ONLY,
+            "statistics_cache_dir": cache_dir,
+        }
+
+    def settings(self) -> Dict[str, Any]:
+        return {
+            "mode": self._mode,
+            "ks": list(self._ks),
+            "iou_threshold": self._iou_threshold,
+            "sgdet_overlap_only": self._overlap_only,
+        }
+
+    def zero_shot_triplets(self) -> np.ndarray:
+        """(Z, 3) int64 zero-shot triplets; fetched from the data layer on first use."""
+        if self._zero_shot is None:
+            from ..data.statistics import get_zero_shot_triplets  # data layer, lazily
+
+            found = get_zero_shot_triplets(self._dataset_name, self._statistics_cache_dir)
+            self._zero_shot = _as_triplets(found)
+        return self._zero_shot
+
+    def reset(self):
+        super().reset()
+        if comm.is_main_process():
+            self.zero_shot_triplets()  # fail before inference, not after it
+
+    def _check_gt_boxes(self, image_id, num_instances: int, gt: GroundTruthGraph):
+        if self._mode in GT_BOX_MODES and num_instances != len(gt.labels):
+            raise ValueError(
+                f"image_id {image_id!r}: mode {self._mode!r} expects the output instances to "
+                f"be the {len(gt.labels)} annotations in dataset order, got {num_instances}"
+            )
+
+    def _compact(self, image_id, outputs: ObjectOutputs, gt: GroundTruthGraph):
+        self._check_gt_boxes(image_id, len(outputs.labels), gt)
+        rel = outputs.relations
+        pairs, predicates, scores = rel.pair_indices, rel.predicates, rel.scores
+        predicate_scores = rel.predicate_scores
+        if self._mode == "sgdet" and self._overlap_only:
+            keep = overlapping_pairs(outputs.boxes, pairs)
+            pairs, predicates, scores = pairs[keep], predicates[keep], scores[keep]
+            predicate_scores = predicate_scores[keep]
+        k = max(self._ks)
+        in_gt = _pairs_in(pairs, gt.relations[:, :2])
+        candidates = {
+            "gc": select_graph_constrained(pairs, predicates, scores, k),
+            "ng": select_pair_predicates(pairs, predicate_scores, outputs.object_scores, k),
+            # A@K: the graph-constrained ranking restricted to ground-truth pairs.
+            "pairs": select_graph_constrained(pairs[in_gt], predicates[in_gt], scores[in_gt], k),
+        }
+        return outputs.record(
+            image_id, {name: numpy_candidates(c) for name, c in candidates.items()}
+        )
+
+    def _match(self, record: Dict[str, Any], gt: GroundTruthGraph):
+        return self._match_many([record], [gt])[0]
+
+    def _match_many(self, records: List[Dict[str, Any]], gts: List[GroundTruthGraph]):
+        wanted = ["gc", "ng"]
+        if self._mode in GT_BOX_MODES:
+            wanted.append("pairs")
+            for record, gt in zip(records, gts):
+                self._check_gt_boxes(record["image_id"], len(record["labels"]), gt)
+        predictions = [
+            (
+                record["boxes"],
+                record["labels"],
+                {
+                    n: (record["candidates"][n]["pairs"], record["candidates"][n]["predicates"])
+                    for n in wanted
+                },
+            )
+            for record in records
+        ]
+        return match_scene_graph_images(gts, predictions, self._iou_threshold)
+
+    def _zero_shot_masks(self, gts: List[GroundTruthGraph]):
+        zero_shot = self.zero_shot_triplets()
+        if len(zero_shot) == 0:
+            logger.warning(f"No zero-shot triplets for '{self._dataset_name}': no zsR@K")
+            return None
+        # One membership test for the whole dataset, then split per image.
+        classes = np.concatenate([_triplet_classes(gt) for gt in gts] + [np.zeros((0, 3))])
+        mask = zero_shot_mask(classes.astype(np.int64), zero_shot)
+        masks = np.split(mask, np.cumsum([len(gt.relations) for gt in gts])[:-1])
+        if not mask.any():
+            logger.warning("No evaluated image has a zero-shot GT triplet: no zsR@K")
+        return masks
+
+    def _summarize(self, gts: List[GroundTruthGraph], matches: List[Dict[str, np.ndarray]]):
+        masks = self._zero_shot_masks(gts)
+        metrics, per_predicate = aggregate_scene_graph_recall(
+            [gt.relations[:, 2] for gt in gts],
+            matches,
+            self._ks,
+            self.num_predicates,
+            zero_shot=masks,
+            pair_accuracy=self._mode in GT_BOX_MODES,
+        )
+        columns = [f"@{k}" for k in self._ks]
+        metrics = ordered(metrics, FAMILIES, columns)
+        details = {
+            "mode": self._mode,
+            "num_images_with_relations": sum(1 for gt in gts if len(gt.relations)),
+            "num_gt_triplets": int(sum(len(gt.relations) for gt in gts)),
+            "num_zero_shot_gt_triplets": int(sum(m.sum() for m in masks)) if masks else 0,
+            "per_predicate": per_predicate_json(self._predicate_classes, per_predicate),
+        }
+        class_columns = ["num_gt", "num_images"]
+        class_columns += [f"{prefix}R@{k}" for prefix in ("", "ng-") for k in self._ks]
+        table = (
+            f"mode: {self._mode}, {len(gts)} images\n"
+            + metric_grid_table(metrics, FAMILIES, columns)
+            + "\nPer-predicate recall (mean over images containing the predicate):\n"
+            + per_predicate_table(self._predicate_classes, per_predicate, class_columns)
+        )
+        return metrics, details, table
+
+
+def _as_triplets(array) -> np.ndarray:
+    triplets = np.asarray(array, dtype=np.int64)
+    if triplets.size == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    if triplets.ndim != 2 or triplets.shape[1] != 3:
+        raise ValueError(
+            f"zero-shot triplets have shape {triplets.shape}, expected (Z, 3) rows "
+            "(subject class, object class, predicate)"
+        )
+    return triplets
+
+
+def _triplet_classes(gt: GroundTruthGraph) -> np.ndarray:
+    """(G, 3) rows (subject class, object class, predicate) of an image's GT."""
+    rel = gt.relations
+    return np.stack([gt.labels[rel[:, 0]], gt.labels[rel[:, 1]], rel[:, 2]], axis=1)
+
+
+def _pairs_in(pairs: torch.Tensor, gt_pairs: np.ndarray) -> torch.Tensor:
+    """(R,) bool: which predicted (subject, object) index pairs are ground-truth pairs."""
+    if len(gt_pairs) == 0 or len(pairs) == 0:
+        return torch.zeros(len(pairs), dtype=torch.bool, device=pairs.device)
+    gt = torch.as_tensor(gt_pairs, device=pairs.device)
+    size = int(max(int(pairs.max()), int(gt.max()))) + 1
+    # A dense (size, size) lookup table is cheaper than isin for the few objects per image.
+    table = torch.zeros((size, size), dtype=torch.bool, device=pairs.device)
+    table[gt[:, 0], gt[:, 1]] = True
+    return table[pairs[:, 0], pairs[:, 1]]

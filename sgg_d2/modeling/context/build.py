@@ -1,0 +1,74 @@
+"""Registry of context models (IMP, MOTIFS, VCTree, ...) and their call contract."""
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from detectron2.utils.registry import Registry
+
+__all__ = ["CONTEXT_REGISTRY", "ContextInputs", "ContextOutputs", "build_context_model"]
+
+CONTEXT_REGISTRY = Registry("SGG_CONTEXT")
+CONTEXT_REGISTRY.__doc__ = """
+Context models refine object classes and build pair features from every object of an
+image (seed papers: IMP, MOTIFS, VCTree, ...). One registered class per paper, one file.
+
+Built as ``CONTEXT_REGISTRY.get(cfg.MODEL.SGG.CONTEXT)(cfg, obj_dim, union_dim)`` (classes
+use ``@configurable``), where ``obj_dim`` is the size of the objects' RoI features and
+``union_dim`` the size of the pairs' union-box features. Attributes:
+
+- ``pair_dim`` (int | None): size of ``ContextOutputs.pair_features``; None when the
+  model gives none (the predictor then uses the frequency bias alone);
+- ``needs_union_features`` (bool): whether ``ContextInputs.union_features`` is used
+  (it is expensive, so it is only computed when needed).
+
+``forward(inputs: ContextInputs) -> ContextOutputs``; an optional ``losses(inputs,
+outputs, pair_labels)`` returns a dict of auxiliary losses (e.g. VCTree's tree scores).
+The mode is not read from the config: ``inputs.gt_labels`` is set exactly in PredCls.
+"""
+
+
+@dataclass
+class ContextInputs:
+    """Objects and candidate pairs of a batch, images concatenated.
+
+    Attributes:
+        obj_features: (N, D_obj) RoI features of the objects.
+        obj_logits: (N, C) detector class logits over the C real classes.
+        box_layout: (N, 9) normalised box position/size (``geometry.box_layout``).
+        boxes: (N, 4) XYXY boxes in the network's input frame.
+        num_objs: objects per image; sums to N.
+        pairs: (R, 2) int64 (subject, object) indices into the N objects (global).
+        num_pairs: pairs per image; sums to R.
+        union_features: (R, union_dim) or None.
+        gt_labels: (N,) int64 known classes (PredCls) or None.
+    """
+
+    obj_features: torch.Tensor
+    obj_logits: torch.Tensor
+    box_layout: torch.Tensor
+    boxes: torch.Tensor
+    num_objs: List[int]
+    pairs: torch.Tensor
+    num_pairs: List[int]
+    union_features: Optional[torch.Tensor] = None
+    gt_labels: Optional[torch.Tensor] = None
+
+
+@dataclass
+class ContextOutputs:
+    """
+    Attributes:
+        obj_logits: (N, C) refined class logits over the C real classes.
+        pair_features: (R, pair_dim) or None.
+        extras: model-specific tensors its ``losses`` needs (e.g. tree scores).
+    """
+
+    obj_logits: torch.Tensor
+    pair_features: Optional[torch.Tensor] = None
+    extras: Optional[dict] = None
+
+
+def build_context_model(cfg, obj_dim: int, union_dim: int) -> torch.nn.Module:
+    """Build the context model named by ``cfg.MODEL.SGG.CONTEXT``."""
+    return CONTEXT_REGISTRY.get(cfg.MODEL.SGG.CONTEXT)(cfg, obj_dim, union_dim)

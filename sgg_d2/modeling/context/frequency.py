@@ -1,0 +1,32 @@
+"""Frequency baseline (Zellers et al., "Neural Motifs", 2018): predicate from class pair.
+
+No context and no visual pair features: the predicate is predicted by the frequency bias
+log p(predicate | subject class, object class) alone (enabled in ``RelationPredictor``),
+on the detector's object classes.
+"""
+
+from detectron2.config import configurable
+from torch import nn
+
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+
+__all__ = ["FrequencyBaseline"]
+
+
+@CONTEXT_REGISTRY.register()
+class FrequencyBaseline(nn.Module):
+    """Passes the detector's class logits through; gives no pair features."""
+
+    pair_dim = None
+    needs_union_features = False
+
+    @configurable
+    def __init__(self):
+        super().__init__()
+
+    @classmethod
+    def from_config(cls, cfg, obj_dim, union_dim):
+        return {}
+
+    def forward(self, inputs: ContextInputs) -> ContextOutputs:
+        return ContextOutputs(obj_logits=inputs.obj_logits)

@@ -1,0 +1,1 @@
+"""Building blocks of the relation stage shared by every context model."""

@@ -1,0 +1,80 @@
+"""Candidate pairs and relation training targets.
+
+Relation labels use the project's internal convention: ``0`` = background (no relation),
+``p + 1`` = dataset predicate ``p``. Predicate 0 is therefore label 1, a positive like
+any other.
+"""
+
+import torch
+from detectron2.modeling.sampling import subsample_labels
+from detectron2.structures import Boxes, pairwise_iou
+
+__all__ = ["match_to_gt", "pair_targets", "sample_pairs"]
+
+
+def match_to_gt(
+    pred_boxes: torch.Tensor,
+    pred_labels: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    iou_threshold: float = 0.5,
+) -> torch.Tensor:
+    """Assign each detection to the GT object of the same label with the highest IoU.
+
+    Args:
+        pred_boxes: (N, 4) XYXY; pred_labels: (N,) int64.
+        gt_boxes: (G, 4) XYXY; gt_labels: (G,) int64.
+        iou_threshold: minimum IoU for a match (SGDet protocol: 0.5).
+
+    Returns:
+        (N,) int64 GT index, -1 for detections without a match.
+    """
+    if len(gt_boxes) == 0 or len(pred_boxes) == 0:
+        return torch.full((len(pred_boxes),), -1, dtype=torch.long, device=pred_boxes.device)
+    iou = pairwise_iou(Boxes(pred_boxes), Boxes(gt_boxes))
+    iou = iou.masked_fill(pred_labels[:, None] != gt_labels[None, :], -1.0)
+    best_iou, best = iou.max(dim=1)
+    return torch.where(best_iou >= iou_threshold, best, torch.full_like(best, -1))
+
+
+def pair_targets(
+    pairs: torch.Tensor, obj_to_gt: torch.Tensor, gt_relations: torch.Tensor, num_gt: int
+) -> torch.Tensor:
+    """Relation label of each candidate pair (0 = background, p + 1 = predicate p).
+
+    A pair is positive when its subject and object map to the subject and object of a GT
+    relation. When a GT pair carries several predicates, one of them is chosen at random.
+
+    Args:
+        pairs: (R, 2) int64 indices of objects.
+        obj_to_gt: (N,) int64 GT index of each object, -1 if unmatched (identity for GT
+            boxes).
+        gt_relations: (G_rel, 3) int64 rows [subject, object, predicate] over GT objects.
+        num_gt: number of GT objects.
+
+    Returns:
+        (R,) int64 labels.
+    """
+    device = pairs.device
+    table = torch.zeros((num_gt, num_gt), dtype=torch.long, device=device)
+    if len(gt_relations):
+        rel = gt_relations.to(device)[torch.randperm(len(gt_relations), device=device)]
+        table[rel[:, 0], rel[:, 1]] = rel[:, 2] + 1  # a random one wins among duplicates
+    gs, go = obj_to_gt[pairs[:, 0]], obj_to_gt[pairs[:, 1]]
+    valid = (gs >= 0) & (go >= 0)
+    labels = torch.zeros(len(pairs), dtype=torch.long, device=device)
+    labels[valid] = table[gs[valid], go[valid]]
+    return labels
+
+
+def sample_pairs(labels: torch.Tensor, batch_size: int, positive_fraction: float) -> torch.Tensor:
+    """Sample at most ``batch_size`` pairs with at most ``positive_fraction`` positives.
+
+    Args:
+        labels: (R,) relation labels (0 = background).
+
+    Returns:
+        (M,) int64 indices into ``labels``, positives first.
+    """
+    pos, neg = subsample_labels(labels, batch_size, positive_fraction, 0)
+    return torch.cat([pos, neg])

@@ -1,0 +1,236 @@
+"""``SceneGraphROIHeads``: Detectron2's box heads plus the relation stage.
+
+The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
+
+- ``predcls``: objects are the GT boxes with their GT labels;
+- ``sgcls``: objects are the GT boxes; labels are predicted (refined by the context);
+- ``sgdet``: objects are the detector's detections (per-class NMS, at most
+  ``TEST.DETECTIONS_PER_IMAGE``, or ``MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE`` in training),
+  assigned to GT objects by IoU >= ``MODEL.SGG.MATCH_IOU_THRESHOLD`` and equal label.
+"""
+
+from typing import Dict, List, Optional
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.structures import Boxes, Instances
+
+from ..config import SGG_MODES
+from ..structures import all_ordered_pairs
+from .context.build import ContextInputs, build_context_model
+from .relation.geometry import box_layout
+from .relation.losses import object_loss, relation_loss
+from .relation.postprocess import scene_graph_outputs
+from .relation.predictor import RelationPredictor
+from .relation.sampling import match_to_gt, pair_targets, sample_pairs
+from .relation.union_features import UnionFeatureExtractor
+from .statistics import training_statistics
+
+__all__ = ["SceneGraphROIHeads"]
+
+
+@ROI_HEADS_REGISTRY.register()
+class SceneGraphROIHeads(StandardROIHeads):
+    """Standard box heads (the detector) + context model + relation predictor."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        mode: str,
+        context: torch.nn.Module,
+        union_features: UnionFeatureExtractor,
+        relation_predictor: RelationPredictor,
+        rel_batch_size_per_image: int = 256,
+        rel_positive_fraction: float = 0.25,
+        train_detections_per_image: int = 64,
+        match_iou_threshold: float = 0.5,
+        obj_loss_weight: float = 1.0,
+        **kwargs,
+    ):
+        """
+        Args:
+            mode: "predcls", "sgcls" or "sgdet".
+            context: a model from ``CONTEXT_REGISTRY``.
+            union_features: extractor of union-box features.
+            relation_predictor: pair features -> (R, P + 1) logits.
+            kwargs: ``StandardROIHeads`` arguments (the detector's heads).
+        """
+        super().__init__(**kwargs)
+        if mode not in SGG_MODES:
+            raise ValueError(f"mode is {mode!r}; valid values are {', '.join(SGG_MODES)}")
+        self.mode = mode
+        self.context = context
+        self.union_features = union_features
+        self.relation_predictor = relation_predictor
+        self.rel_batch_size_per_image = rel_batch_size_per_image
+        self.rel_positive_fraction = rel_positive_fraction
+        self.train_detections_per_image = train_detections_per_image
+        self.match_iou_threshold = match_iou_threshold
+        self.obj_loss_weight = obj_loss_weight
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        sgg = cfg.MODEL.SGG
+        in_features = ret["box_in_features"]
+        union = UnionFeatureExtractor(
+            in_features=in_features,
+            strides=[input_shape[f].stride for f in in_features],
+            in_channels=input_shape[in_features[0]].channels,
+            out_dim=sgg.UNION_DIM,
+            pooler_resolution=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
+            sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
+            pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
+            chunk_size=sgg.UNION_CHUNK_SIZE,
+        )
+        context = build_context_model(cfg, ret["box_head"].output_shape.channels, sgg.UNION_DIM)
+        freq = training_statistics(cfg)["freq_tensor"] if sgg.USE_FREQUENCY_BIAS else None
+        ret.update(
+            mode=sgg.MODE,
+            context=context,
+            union_features=union,
+            relation_predictor=RelationPredictor(
+                context.pair_dim,
+                sgg.NUM_PREDICATES,
+                None if freq is None else torch.as_tensor(freq),
+            ),
+            rel_batch_size_per_image=sgg.BATCH_SIZE_PER_IMAGE,
+            rel_positive_fraction=sgg.POSITIVE_FRACTION,
+            train_detections_per_image=sgg.TRAIN_DETECTIONS_PER_IMAGE,
+            match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
+            obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
+        )
+        return ret
+
+    # ---------------------------------------------------------------- objects
+    def _detect(self, features, proposals: List[Instances]) -> List[Instances]:
+        """SGDet objects: the frozen detector's post-NMS detections."""
+        with torch.no_grad():
+            maps = [features[f] for f in self.box_in_features]
+            feats = self.box_head(self.box_pooler(maps, [p.proposal_boxes for p in proposals]))
+            detections, _ = self.box_predictor.inference(self.box_predictor(feats), proposals)
+        if self.training:
+            detections = [d[: self.train_detections_per_image] for d in detections]
+        return detections
+
+    def _objects(self, features, proposals, targets):
+        """Boxes (list of (N_i, 4)), GT labels to condition on, and GT index per object."""
+        if self.mode == "sgdet":
+            dets = self._detect(features, proposals)
+            boxes = [d.pred_boxes.tensor for d in dets]
+            if not self.training:
+                return boxes, None, None
+            obj_to_gt = [
+                match_to_gt(
+                    d.pred_boxes.tensor,
+                    d.pred_classes,
+                    t.gt_boxes.tensor,
+                    t.gt_classes,
+                    self.match_iou_threshold,
+                )
+                for d, t in zip(dets, targets)
+            ]
+            return boxes, None, obj_to_gt
+        boxes = [t.gt_boxes.tensor for t in targets]
+        obj_to_gt = [torch.arange(len(b), device=b.device) for b in boxes]
+        gt_labels = torch.cat([t.gt_classes for t in targets]) if self.mode == "predcls" else None
+        return boxes, gt_labels, obj_to_gt
+
+    def _object_features(self, features, boxes):
+        """(N, D) RoI features and (N, C) detector logits over the real classes."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._detector_trainable()):
+            maps = [features[f] for f in self.box_in_features]
+            feats = self.box_head(self.box_pooler(maps, [Boxes(b) for b in boxes]))
+            # Detectron2 puts background last: keep the C real classes.
+            logits = self.box_predictor(feats)[0][:, : self.num_classes]
+        return feats, logits
+
+    def _detector_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.box_head.parameters())
+
+    # ------------------------------------------------------------------ pairs
+    def _pairs(self, boxes, obj_to_gt, targets, relations):
+        """Per image local pairs and (training) their labels, sampled."""
+        pairs, labels = [], []
+        for i, b in enumerate(boxes):
+            p = all_ordered_pairs(len(b), device=b.device)
+            if self.training:
+                y = pair_targets(p, obj_to_gt[i], relations[i], len(targets[i]))
+                keep = sample_pairs(y, self.rel_batch_size_per_image, self.rel_positive_fraction)
+                p, y = p[keep], y[keep]
+                labels.append(y)
+            pairs.append(p)
+        return pairs, (torch.cat(labels) if self.training else None)
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self,
+        images,
+        features: Dict[str, torch.Tensor],
+        proposals: Optional[List[Instances]],
+        targets: Optional[List[Instances]] = None,
+        relations: Optional[List[torch.Tensor]] = None,
+    ):
+        """
+        Args:
+            images: ``ImageList`` of the batch.
+            features: backbone maps.
+            proposals: RPN proposals (SGDet), else None.
+            targets: per image GT ``Instances`` (``gt_boxes``, ``gt_classes``); needed in
+                training, and in PredCls/SGCls inference.
+            relations: per image (G_i, 3) int64 GT relations (training).
+
+        Returns:
+            Training: ``({}, losses)``. Inference: ``(list of {"instances", "relations"},
+            {})``, boxes in the network's input frame.
+        """
+        if self.training and (targets is None or relations is None):
+            raise ValueError("SceneGraphROIHeads needs targets and relations in training")
+        if self.mode != "sgdet" and targets is None:
+            raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
+        boxes, gt_labels, obj_to_gt = self._objects(features, proposals, targets)
+        obj_feats, det_logits = self._object_features(features, boxes)
+        pairs, pair_labels = self._pairs(boxes, obj_to_gt, targets, relations)
+        image_sizes = list(images.image_sizes)
+        offsets = torch.tensor([0] + [len(b) for b in boxes[:-1]], device=obj_feats.device)
+        inputs = ContextInputs(
+            obj_features=obj_feats,
+            obj_logits=det_logits,
+            box_layout=torch.cat([box_layout(b, s) for b, s in zip(boxes, image_sizes)]),
+            boxes=torch.cat(boxes),
+            num_objs=[len(b) for b in boxes],
+            pairs=torch.cat([p + o for p, o in zip(pairs, offsets.cumsum(0))]),
+            num_pairs=[len(p) for p in pairs],
+            gt_labels=gt_labels,
+        )
+        if self.context.needs_union_features:
+            inputs.union_features = self.union_features(features, boxes, pairs, image_sizes)
+        out = self.context(inputs)
+        labels = gt_labels if gt_labels is not None else out.obj_logits.argmax(1)
+        rel_logits = self.relation_predictor(
+            out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
+        )
+        if not self.training:
+            return scene_graph_outputs(
+                boxes, image_sizes, out.obj_logits, gt_labels, pairs, rel_logits
+            ), {}
+        losses = {"loss_relation": relation_loss(rel_logits, pair_labels)}
+        if gt_labels is None and out.obj_logits.requires_grad:
+            target_labels = self._object_targets(obj_to_gt, targets)
+            losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
+                out.obj_logits, target_labels
+            )
+        if hasattr(self.context, "losses"):
+            losses.update(self.context.losses(inputs, out, pair_labels))
+        return {}, losses
+
+    @staticmethod
+    def _object_targets(obj_to_gt, targets) -> torch.Tensor:
+        """(N,) GT class of each object, -1 where unmatched (SGDet)."""
+        out = []
+        for m, t in zip(obj_to_gt, targets):
+            y = t.gt_classes[m.clamp(min=0)]
+            out.append(torch.where(m >= 0, y, torch.full_like(y, -1)))
+        return torch.cat(out)

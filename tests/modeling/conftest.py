@@ -1,0 +1,107 @@
+"""Tiny relation models on random images (CPU, small widths)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, BoxMode, Instances
+
+import sgg_d2.modeling  # noqa: F401  (registers the models)
+from sgg_d2 import add_sgg_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+NUM_CLASSES, NUM_PREDICATES = 5, 4
+
+
+TINY_TRAIN = "tests_tiny_sgg_train"
+
+
+def _tiny_dicts():
+    rng = np.random.default_rng(0)
+    dicts = []
+    for i in range(6):
+        n = 4
+        xy = rng.uniform(0, 60, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(16, 40, (n, 2))], 1)
+        annos = [
+            {"bbox": b.tolist(), "bbox_mode": BoxMode.XYXY_ABS, "category_id": int(c)}
+            for b, c in zip(boxes, rng.integers(0, NUM_CLASSES, n))
+        ]
+        rels = np.array([[0, 1, i % NUM_PREDICATES], [2, 3, 0]], dtype=np.int64)
+        dicts.append(
+            {
+                "file_name": f"{i}.jpg",
+                "image_id": i,
+                "height": 96,
+                "width": 128,
+                "annotations": annos,
+                "relations": rels,
+            }
+        )
+    return dicts
+
+
+if TINY_TRAIN not in DatasetCatalog.list():
+    DatasetCatalog.register(TINY_TRAIN, _tiny_dicts)
+    MetadataCatalog.get(TINY_TRAIN).set(
+        thing_classes=[f"c{i}" for i in range(NUM_CLASSES)],
+        predicate_classes=[f"p{i}" for i in range(NUM_PREDICATES)],
+        evaluator_type="scene_graph",
+        train_split=TINY_TRAIN,
+    )
+
+
+def tiny_cfg(context="MotifsContext", mode="sgcls", use_bias=True, output_dir=None):
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "synthetic" / "Base-Synthetic.yaml"))
+    cfg.MODEL.META_ARCHITECTURE = "SceneGraphRCNN"
+    cfg.MODEL.ROI_HEADS.NAME = "SceneGraphROIHeads"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
+    cfg.MODEL.SGG.NUM_PREDICATES = NUM_PREDICATES
+    cfg.MODEL.SGG.CONTEXT = context
+    cfg.MODEL.SGG.MODE = mode
+    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = use_bias
+    cfg.DATASETS.TRAIN = (TINY_TRAIN,)
+    cfg.OUTPUT_DIR = str(output_dir or Path(__import__("tempfile").mkdtemp(prefix="sgg_tiny_")))
+    cfg.MODEL.SGG.UNION_DIM = 32
+    cfg.MODEL.SGG.EMBED_DIM = 8
+    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 16
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
+    cfg.TEST.DETECTIONS_PER_IMAGE = 20
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    return cfg
+
+
+def random_input(num_objects, relations=None, seed=0, size=(96, 128)):
+    """A model input dict (mapper format) with ``num_objects`` random GT boxes."""
+    g = torch.Generator().manual_seed(seed)
+    inst = Instances(size)
+    xy = torch.rand(num_objects, 2, generator=g) * 60
+    wh = 16 + torch.rand(num_objects, 2, generator=g) * 24
+    inst.gt_boxes = Boxes(torch.cat([xy, xy + wh], 1))
+    inst.gt_classes = torch.randint(0, NUM_CLASSES, (num_objects,), generator=g)
+    if relations is None:
+        relations = [[i, i + 1, i % NUM_PREDICATES] for i in range(num_objects - 1)]
+    return {
+        "image": torch.randint(0, 255, (3, *size), generator=g).float(),
+        "instances": inst,
+        "relations": torch.as_tensor(np.asarray(relations, dtype=np.int64).reshape(-1, 3)),
+        "height": 2 * size[0],
+        "width": 2 * size[1],
+    }
+
+
+@pytest.fixture
+def make_cfg():
+    return tiny_cfg
+
+
+@pytest.fixture
+def make_input():
+    return random_input

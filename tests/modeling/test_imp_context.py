@@ -1,0 +1,170 @@
+"""IMP context: shapes, gradients, hand-checked messages, isolation and equivariance."""
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+
+from sgg_d2 import add_sgg_config
+from sgg_d2.modeling.context import ContextInputs, build_context_model
+from sgg_d2.modeling.context.imp import IMPContext, edge_messages, node_messages
+from sgg_d2.structures import all_ordered_pairs
+
+OBJ_DIM, UNION_DIM, HIDDEN, C = 6, 5, 4, 3
+
+
+def make_inputs(num_objs, pairs=None, gt=False, seed=0):
+    """Random inputs; by default every ordered pair of each image (global indices)."""
+    g = torch.Generator().manual_seed(seed)
+    n = sum(num_objs)
+    if pairs is None:
+        offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
+        pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
+    boxes = torch.rand(n, 2, generator=g) * 50
+    return ContextInputs(
+        obj_features=torch.randn(n, OBJ_DIM, generator=g),
+        obj_logits=torch.randn(n, C, generator=g),
+        box_layout=torch.rand(n, 9, generator=g),
+        boxes=torch.cat([boxes, boxes + 10], 1),
+        num_objs=list(num_objs),
+        pairs=pairs,
+        num_pairs=[k * (k - 1) for k in num_objs],
+        union_features=torch.randn(len(pairs), UNION_DIM, generator=g),
+        gt_labels=torch.randint(0, C, (n,), generator=g) if gt else None,
+    )
+
+
+def make_model(num_iterations=2, reduce="sum"):
+    torch.manual_seed(0)
+    return IMPContext(
+        obj_dim=OBJ_DIM,
+        union_dim=UNION_DIM,
+        num_classes=C,
+        hidden_dim=HIDDEN,
+        num_iterations=num_iterations,
+        reduce=reduce,
+    )
+
+
+@pytest.mark.parametrize("gt", [False, True])
+def test_shapes_with_single_and_empty_images(gt):
+    inputs = make_inputs([4, 1, 0, 3], gt=gt)
+    out = make_model()(inputs)
+    assert out.obj_logits.shape == (8, C)
+    assert out.pair_features.shape == (12 + 6, HIDDEN)
+    assert torch.isfinite(out.obj_logits).all() and torch.isfinite(out.pair_features).all()
+
+
+@pytest.mark.parametrize("num_objs", [[0], [1, 0], [0, 0]])
+def test_no_pairs_and_no_objects(num_objs):
+    out = make_model()(make_inputs(num_objs))
+    assert out.obj_logits.shape == (sum(num_objs), C)
+    assert out.pair_features.shape == (0, HIDDEN)
+
+
+def test_gradients_reach_grus_and_gates():
+    model = make_model()
+    out = model(make_inputs([3, 2]))
+    (out.obj_logits.square().sum() + out.pair_features.square().sum()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_messages_by_hand():
+    h_node = torch.tensor([[1.0, 0], [0, 2], [3, 3], [5, 5]])  # node 3 has no edge
+    h_edge = torch.tensor([[1.0, 1], [2, 0], [0, 4]])
+    pairs = torch.tensor([[0, 1], [1, 0], [0, 2]])
+
+    def half(z):  # sigmoid(0) = 0.5: every edge weighted by one half
+        return torch.zeros(len(z), 1)
+
+    # node 0: subject of e0, e2, object of e1; node 1: subject of e1, object of e0; node 2:
+    # object of e2.
+    expected = torch.tensor([[1.5, 2.5], [1.5, 0.5], [0, 2], [0, 0]])
+    assert torch.equal(node_messages(h_node, h_edge, pairs, half, half), expected)
+    mean = node_messages(h_node, h_edge, pairs, half, half, reduce="mean")
+    assert torch.allclose(mean, expected / torch.tensor([[3.0], [2], [1], [1]]))
+    # edge message = (h_subject + h_object) / 2
+    expected_edge = torch.tensor([[0.5, 1], [0.5, 1], [2, 1.5]])
+    assert torch.equal(edge_messages(h_node, h_edge, pairs, half, half), expected_edge)
+
+
+def test_messages_match_loop_with_learned_gates():
+    torch.manual_seed(1)
+    h_node, h_edge = torch.randn(4, 3), torch.randn(5, 3)
+    pairs = torch.tensor([[0, 1], [1, 0], [2, 1], [0, 2], [2, 0]])
+    gs, go = torch.nn.Linear(6, 1), torch.nn.Linear(6, 1)
+    expected = torch.zeros(4, 3)
+    for e, (s, o) in enumerate(pairs.tolist()):
+        expected[s] += torch.sigmoid(gs(torch.cat([h_node[s], h_edge[e]]))) * h_edge[e]
+        expected[o] += torch.sigmoid(go(torch.cat([h_node[o], h_edge[e]]))) * h_edge[e]
+    assert torch.allclose(node_messages(h_node, h_edge, pairs, gs, go), expected, atol=1e-6)
+    for e, (s, o) in enumerate(pairs.tolist()):
+        ref = torch.sigmoid(gs(torch.cat([h_node[s], h_edge[e]]))) * h_node[s]
+        ref = ref + torch.sigmoid(go(torch.cat([h_node[o], h_edge[e]]))) * h_node[o]
+        got = edge_messages(h_node, h_edge, pairs, gs, go)[e]
+        assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_isolated_object_ignores_other_objects():
+    # Image of 4 objects where object 0 is in no pair: one round gives it a zero message.
+    pairs = torch.tensor([[1, 2], [2, 3], [3, 1]])
+    a = make_inputs([4], pairs=pairs, seed=0)
+    b = make_inputs([4], pairs=pairs, seed=1)
+    b.obj_features[0] = a.obj_features[0]
+    model = make_model(num_iterations=1)
+    with torch.no_grad():
+        out_a, out_b = model(a), model(b)
+        h0 = model.node_gru(model.obj_proj(a.obj_features[:1]))
+        expected = model.classifier(model.node_gru(torch.zeros_like(h0), h0))
+    assert torch.allclose(out_a.obj_logits[0], expected[0], atol=1e-6)
+    assert torch.allclose(out_a.obj_logits[0], out_b.obj_logits[0], atol=1e-6)
+    assert not torch.allclose(out_a.obj_logits[1], out_b.obj_logits[1], atol=1e-3)
+    # Zero rounds: the state is the GRU's first one; one round moves it (zero input).
+    with torch.no_grad():
+        zero_rounds = make_model(num_iterations=0)(a).obj_logits[0]
+    assert torch.allclose(zero_rounds, model.classifier(h0)[0], atol=1e-6)
+    assert not torch.allclose(zero_rounds, out_a.obj_logits[0], atol=1e-4)
+
+
+def test_permutation_equivariance():
+    inputs = make_inputs([5])
+    perm = torch.tensor([3, 0, 4, 1, 2])  # new object k is old object perm[k]
+    inv = torch.argsort(perm)
+    pair_perm = torch.randperm(len(inputs.pairs), generator=torch.Generator().manual_seed(0))
+    permuted = make_inputs([5])
+    permuted.obj_features = inputs.obj_features[perm]
+    permuted.pairs = inv[inputs.pairs[pair_perm]]
+    permuted.union_features = inputs.union_features[pair_perm]
+    model = make_model(num_iterations=2)
+    with torch.no_grad():
+        out, out_p = model(inputs), model(permuted)
+    assert torch.allclose(out_p.obj_logits, out.obj_logits[perm], atol=1e-5)
+    assert torch.allclose(out_p.pair_features, out.pair_features[pair_perm], atol=1e-5)
+
+
+def test_built_from_config():
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    cfg.MODEL.SGG.CONTEXT = "IMPContext"
+    cfg.MODEL.SGG.IMP.NUM_ITERATIONS = 3
+    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 7
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
+    model = build_context_model(cfg, OBJ_DIM, UNION_DIM)
+    assert isinstance(model, IMPContext) and model.needs_union_features
+    assert model.num_iterations == 3 and model.pair_dim == 7
+    assert model.classifier.out_features == C
+
+
+def test_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="reduce"):
+        make_model(reduce="max")
+    with pytest.raises(ValueError, match="num_iterations"):
+        make_model(num_iterations=-1)
+    inputs = make_inputs([3])
+    inputs.union_features = None
+    with pytest.raises(ValueError, match="union_features"):
+        make_model()(inputs)
+    inputs = make_inputs([3])
+    inputs.union_features = inputs.union_features[:2]
+    with pytest.raises(ValueError, match="2 rows for 6 pairs"):
+        make_model()(inputs)

@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Time and peak memory of the relation stage vs the detector stage, per context model,
+at 20 / 40 / 80 objects per image (all N(N-1) pairs scored).
+
+Each (stage, model, N) is measured in a fresh subprocess so that peak memory (RSS growth
+on CPU, ``torch.cuda.max_memory_allocated`` on CUDA) is not polluted by earlier runs.
+The detector stage is backbone + RPN + box head with per-class NMS; the relation stage is
+everything the ``SceneGraphROIHeads`` adds on N given boxes (object features, union-box
+features, context, predictor, post-processing), i.e. SGDet's extra cost at N detections.
+
+    python tools/benchmark_relation.py [--sizes 20 40 80] [--image-size 592] [--device cpu]
+
+Needs the synthetic world (``make synthetic``): the frequency bias is built from its
+training split.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONTEXTS = ("FrequencyBaseline", "IMPContext", "MotifsContext", "VCTreeContext")
+SYNTH = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic")
+
+
+def build(context: str, device: str, image_size: int):
+    import sgg_d2  # noqa: F401,I001  (first: detectron2._C stand-in)
+    import torch
+    from detectron2.modeling import build_model
+    from sgg_d2.engine import load_config
+
+    cfg = load_config(
+        os.path.join(SYNTH, "Base-Synthetic-SGG.yaml"),
+        [
+            "MODEL.DEVICE",
+            device,
+            "MODEL.SGG.CONTEXT",
+            context,
+            "MODEL.SGG.MODE",
+            "sgcls",
+            "MODEL.SGG.USE_FREQUENCY_BIAS",
+            "False" if context != "FrequencyBaseline" else "True",
+            "MODEL.SGG.DETECTOR_WEIGHTS",
+            "",
+            "INPUT.MIN_SIZE_TEST",
+            str(image_size),
+            "INPUT.MAX_SIZE_TEST",
+            str(image_size),
+            "TEST.DETECTIONS_PER_IMAGE",
+            "100",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+            "0.0",
+        ],
+    )
+    torch.manual_seed(0)
+    return build_model(cfg).eval()
+
+
+def measure(stage: str, context: str, n: int, device: str, image_size: int, repeats: int):
+    """Runs in the child process; prints one JSON line."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+
+    model = build(context, device, image_size)
+    g = torch.Generator().manual_seed(n)
+    image = torch.randint(0, 255, (3, image_size, image_size), generator=g).float()
+    xy = torch.rand(n, 2, generator=g) * image_size * 0.8
+    inst = Instances((image_size, image_size))
+    inst.gt_boxes = Boxes(torch.cat([xy, xy + 16 + torch.rand(n, 2, generator=g) * 80], 1))
+    inst.gt_classes = torch.zeros(n, dtype=torch.long)
+    batch = [{"image": image, "instances": inst, "height": image_size, "width": image_size}]
+
+    def detector():
+        images = model.preprocess_image(batch)
+        feats = model.backbone(images.tensor)
+        props, _ = model.proposal_generator(images, feats, None)
+        heads = model.roi_heads
+        maps = [feats[f] for f in heads.box_in_features]
+        box_feats = heads.box_head(heads.box_pooler(maps, [p.proposal_boxes for p in props]))
+        heads.box_predictor.inference(heads.box_predictor(box_feats), props)
+
+    images = model.preprocess_image(batch)
+    with torch.no_grad():
+        features = model.backbone(images.tensor)
+    targets = [inst.to(model.device)]
+
+    def relation():
+        model.roi_heads(images, features, None, targets, None)
+
+    fn = detector if stage == "detector" else relation
+    with torch.no_grad():
+        fn()  # warm-up
+        if device != "cpu":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - t0) / repeats
+    if device != "cpu":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+
+
+def run_child(stage, context, n, args):
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        stage,
+        context,
+        str(n),
+        "--device",
+        args.device,
+        "--image-size",
+        str(args.image_size),
+        "--repeats",
+        str(args.repeats),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80])
+    p.add_argument("--contexts", nargs="+", default=list(CONTEXTS))
+    p.add_argument("--image-size", type=int, default=592)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        stage, context, n = args.child
+        measure(stage, context, int(n), args.device, args.image_size, args.repeats)
+        return
+    print(
+        f"device {args.device}, image {args.image_size}px, synthetic-config widths, "
+        f"mean of {args.repeats} runs; memory = peak growth (RSS on CPU) during the stage"
+    )
+    print(
+        f"{'model':<18}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"
+        f"{'det MB':>9}{'rel MB':>9}"
+    )
+    for n in args.sizes:
+        det = run_child("detector", "FrequencyBaseline", n, args)
+        for context in args.contexts:
+            rel = run_child("relation", context, n, args)
+            ratio = rel["seconds"] / det["seconds"]
+            print(
+                f"{context:<18}{n:>4}{n * (n - 1):>7}{det['seconds']:>8.3f}{rel['seconds']:>8.3f}"
+                f"{ratio:>9.2f}{det['peak_mb']:>9.1f}{rel['peak_mb']:>9.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
