@@ -66,8 +66,11 @@ def main(argv=None):
     predictor = SceneGraphPredictor(cfg)
     table = None
     if args.boxes:
-        with open(args.boxes) as f:
-            table = json.load(f)
+        try:
+            with open(args.boxes) as f:
+                table = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"--boxes {args.boxes}: cannot read a JSON boxes table ({e})") from e
     os.makedirs(args.output, exist_ok=True)
     for path in list_images(args.input):
         image = read_image(path, format="BGR")

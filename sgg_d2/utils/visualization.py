@@ -16,6 +16,8 @@ __all__ = ["draw_scene_graph"]
 
 def _draw_relation_arrows(vis: Visualizer, boxes: np.ndarray, graph: Dict, top_k: int) -> None:
     ax, scale = vis.output.ax, vis.output.scale
+    # draw_text multiplies by the output scale itself; size relative to the image
+    font = max(4.0, np.sqrt(vis.output.height * vis.output.width) / scale / 60)
     centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])
     for rel in graph["relations"][:top_k]:
         s, o = centres[rel["subject"]], centres[rel["object"]]
@@ -25,7 +27,7 @@ def _draw_relation_arrows(vis: Visualizer, boxes: np.ndarray, graph: Dict, top_k
             xytext=tuple(s),
             arrowprops={"arrowstyle": "->", "color": "yellow", "lw": 1.5 * scale},
         )
-        vis.draw_text(rel["predicate"], tuple(0.5 * (s + o)), color="yellow", font_size=8 * scale)
+        vis.draw_text(rel["predicate"], tuple(0.5 * (s + o)), color="yellow", font_size=font)
 
 
 def _draw_graph_panel(ax, graph: Dict, top_k: int) -> None:
@@ -64,7 +66,9 @@ def draw_scene_graph(image_rgb: np.ndarray, outputs: Dict, graph: Dict, metadata
         (H', W', 3) uint8 RGB picture (image panel + graph panel).
     """
     inst = outputs["instances"].to("cpu")
-    vis = Visualizer(image_rgb, metadata, scale=2.0)
+    # small images are drawn enlarged so that labels stay readable
+    scale = max(1.0, 480.0 / max(image_rgb.shape[:2]))
+    vis = Visualizer(image_rgb, metadata, scale=scale)
     vis.draw_instance_predictions(inst)
     _draw_relation_arrows(vis, inst.pred_boxes.tensor.numpy(), graph, top_k)
     panel = vis.output.get_image()
