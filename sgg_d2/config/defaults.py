@@ -52,6 +52,8 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.CONTEXT_DROPOUT = 0.0
     # Weight of the object-classification (refinement) loss in SGCls/SGDet.
     cfg.MODEL.SGG.OBJ_LOSS_WEIGHT = 1.0
+    # Extra relation losses (names in RELATION_LOSS_REGISTRY) added for any context model.
+    cfg.MODEL.SGG.EXTRA_RELATION_LOSSES = []
 
     cfg.MODEL.SGG.MOTIFS = CN()
     # BiLSTM layers of the object and edge contexts; object order ("leftright",

@@ -20,6 +20,7 @@ from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
 from .context.build import ContextInputs, build_context_model
 from .relation.geometry import box_layout
+from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
 from .relation.postprocess import scene_graph_outputs
 from .relation.predictor import RelationPredictor
@@ -47,6 +48,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         train_detections_per_image: int = 64,
         match_iou_threshold: float = 0.5,
         obj_loss_weight: float = 1.0,
+        extra_losses=(),
         **kwargs,
     ):
         """
@@ -55,6 +57,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             context: a model from ``CONTEXT_REGISTRY``.
             union_features: extractor of union-box features.
             relation_predictor: pair features -> (R, P + 1) logits.
+            extra_losses: modules of ``RELATION_LOSS_REGISTRY`` added in training.
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -69,6 +72,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.train_detections_per_image = train_detections_per_image
         self.match_iou_threshold = match_iou_threshold
         self.obj_loss_weight = obj_loss_weight
+        self.extra_losses = torch.nn.ModuleList(extra_losses)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -101,6 +105,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             train_detections_per_image=sgg.TRAIN_DETECTIONS_PER_IMAGE,
             match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
             obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
+            extra_losses=build_relation_losses(cfg),
         )
         return ret
 
@@ -191,11 +196,29 @@ class SceneGraphROIHeads(StandardROIHeads):
         if self.mode != "sgdet" and targets is None:
             raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
         boxes, gt_labels, obj_to_gt = self._objects(features, proposals, targets)
-        obj_feats, det_logits = self._object_features(features, boxes)
         pairs, pair_labels = self._pairs(boxes, obj_to_gt, targets, relations)
-        image_sizes = list(images.image_sizes)
+        inputs = self._context_inputs(features, boxes, pairs, list(images.image_sizes), gt_labels)
+        if self.training:
+            inputs.gt_instances = targets
+            inputs.obj_gt_classes = self._object_targets(obj_to_gt, targets)
+            inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
+        if self.context.needs_union_features:
+            inputs.union_features = self.union_features(features, boxes, pairs, inputs.image_sizes)
+        out = self.context(inputs)
+        labels = gt_labels if gt_labels is not None else out.obj_logits.argmax(1)
+        rel_logits = self.relation_predictor(
+            out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
+        )
+        if not self.training:
+            return scene_graph_outputs(
+                boxes, inputs.image_sizes, out.obj_logits, gt_labels, pairs, rel_logits
+            ), {}
+        return {}, self._losses(inputs, out, rel_logits, pair_labels)
+
+    def _context_inputs(self, features, boxes, pairs, image_sizes, gt_labels) -> ContextInputs:
+        obj_feats, det_logits = self._object_features(features, boxes)
         offsets = torch.tensor([0] + [len(b) for b in boxes[:-1]], device=obj_feats.device)
-        inputs = ContextInputs(
+        return ContextInputs(
             obj_features=obj_feats,
             obj_logits=det_logits,
             box_layout=torch.cat([box_layout(b, s) for b, s in zip(boxes, image_sizes)]),
@@ -204,27 +227,20 @@ class SceneGraphROIHeads(StandardROIHeads):
             pairs=torch.cat([p + o for p, o in zip(pairs, offsets.cumsum(0))]),
             num_pairs=[len(p) for p in pairs],
             gt_labels=gt_labels,
+            features=features,
+            image_sizes=image_sizes,
         )
-        if self.context.needs_union_features:
-            inputs.union_features = self.union_features(features, boxes, pairs, image_sizes)
-        out = self.context(inputs)
-        labels = gt_labels if gt_labels is not None else out.obj_logits.argmax(1)
-        rel_logits = self.relation_predictor(
-            out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
-        )
-        if not self.training:
-            return scene_graph_outputs(
-                boxes, image_sizes, out.obj_logits, gt_labels, pairs, rel_logits
-            ), {}
+
+    def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels):
         losses = {"loss_relation": relation_loss(rel_logits, pair_labels)}
-        if gt_labels is None and out.obj_logits.requires_grad:
-            target_labels = self._object_targets(obj_to_gt, targets)
+        if inputs.gt_labels is None and out.obj_logits.requires_grad:
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
-                out.obj_logits, target_labels
+                out.obj_logits, inputs.obj_gt_classes
             )
         if hasattr(self.context, "losses"):
             losses.update(self.context.losses(inputs, out, pair_labels))
-        return {}, losses
+        losses.update(apply_relation_losses(self.extra_losses, rel_logits, pair_labels, inputs))
+        return losses
 
     @staticmethod
     def _object_targets(obj_to_gt, targets) -> torch.Tensor:
@@ -234,3 +250,12 @@ class SceneGraphROIHeads(StandardROIHeads):
             y = t.gt_classes[m.clamp(min=0)]
             out.append(torch.where(m >= 0, y, torch.full_like(y, -1)))
         return torch.cat(out)
+
+
+def _global_gt_index(obj_to_gt, targets) -> torch.Tensor:
+    """(N,) GT index of each object made unique across the batch (-1 stays -1)."""
+    out, offset = [], 0
+    for m, t in zip(obj_to_gt, targets):
+        out.append(torch.where(m >= 0, m + offset, m))
+        offset += len(t)
+    return torch.cat(out)

@@ -90,3 +90,39 @@ def test_unknown_mode_is_refused(make_cfg):
     cfg.MODEL.SGG.MODE = "detection"
     with pytest.raises(ValueError, match="valid values are predcls, sgcls, sgdet"):
         build_model(cfg)
+
+
+class _RecordingLoss(torch.nn.Module):
+    """An extra relation loss that records what it was given."""
+
+    seen = {}
+
+    def __init__(self, cfg):
+        super().__init__()
+
+    def forward(self, rel_logits, pair_labels, inputs):
+        _RecordingLoss.seen = {
+            "rows": rel_logits.shape[0],
+            "labels": pair_labels.clone(),
+            "gt_index": inputs.obj_gt_index.clone(),
+            "gt_classes": inputs.obj_gt_classes.clone(),
+        }
+        return {"loss_recorded": rel_logits.mean() * 0.0 + 1.0}
+
+
+def test_extra_relation_losses_are_applied(make_cfg, make_input):
+    from sgg_d2.modeling.relation.loss_registry import RELATION_LOSS_REGISTRY
+
+    if "_RecordingLoss" not in RELATION_LOSS_REGISTRY:
+        RELATION_LOSS_REGISTRY.register(_RecordingLoss)
+    cfg = make_cfg("MotifsContext", "sgcls")
+    cfg.MODEL.SGG.EXTRA_RELATION_LOSSES = ["_RecordingLoss"]
+    model = build_model(cfg).train()
+    batch = [make_input(3, seed=1), make_input(2, seed=2)]
+    losses = model(batch)
+    assert float(losses["loss_recorded"]) == 1.0
+    seen = _RecordingLoss.seen
+    assert seen["rows"] == len(seen["labels"]) == 3 * 2 + 2 * 1  # all pairs fit the batch
+    assert seen["gt_index"].tolist() == [0, 1, 2, 3, 4]  # unique across the batch
+    expected = torch.cat([b["instances"].gt_classes for b in batch])
+    assert torch.equal(seen["gt_classes"], expected)

@@ -1,7 +1,7 @@
 """Registry of context models (IMP, MOTIFS, VCTree, ...) and their call contract."""
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.utils.registry import Registry
@@ -42,6 +42,15 @@ class ContextInputs:
         num_pairs: pairs per image; sums to R.
         union_features: (R, union_dim) or None.
         gt_labels: (N,) int64 known classes (PredCls) or None.
+        features: the backbone maps of the batch (name -> (B, C, H, W)), e.g. for image-level
+            context or 2-D pair features.
+        image_sizes: per image (height, width) of the network input.
+        obj_gt_classes: training only: (N,) int64 GT class of each object, -1 if it matches
+            no GT object (SGDet); for auxiliary losses.
+        obj_gt_index: training only: (N,) int64 index of the matched GT object, unique across
+            the batch (offset per image), -1 if none; identifies entity instances.
+        gt_instances: training only: per image the GT ``Instances`` (``gt_boxes``,
+            ``gt_classes``), e.g. for image-level multi-label targets.
     """
 
     obj_features: torch.Tensor
@@ -53,6 +62,11 @@ class ContextInputs:
     num_pairs: List[int]
     union_features: Optional[torch.Tensor] = None
     gt_labels: Optional[torch.Tensor] = None
+    features: Optional[Dict[str, torch.Tensor]] = None
+    image_sizes: Optional[List[Tuple[int, int]]] = None
+    obj_gt_classes: Optional[torch.Tensor] = None
+    obj_gt_index: Optional[torch.Tensor] = None
+    gt_instances: Optional[list] = None
 
 
 @dataclass
@@ -62,11 +76,14 @@ class ContextOutputs:
         obj_logits: (N, C) refined class logits over the C real classes.
         pair_features: (R, pair_dim) or None.
         extras: model-specific tensors its ``losses`` needs (e.g. tree scores).
+        obj_repr: (N, D) the model's contextual object representation (e.g. MOTIFS' object
+            context), for heads that build on it (mask refinement); None if it has none.
     """
 
     obj_logits: torch.Tensor
     pair_features: Optional[torch.Tensor] = None
     extras: Optional[dict] = None
+    obj_repr: Optional[torch.Tensor] = None
 
 
 def build_context_model(cfg, obj_dim: int, union_dim: int) -> torch.nn.Module:

@@ -178,4 +178,6 @@ class IMPContext(nn.Module):
             )
             edge_msg = edge_messages(h_node, h_edge, pairs, self.edge_subj_gate, self.edge_obj_gate)
             h_node, h_edge = self.node_gru(node_msg, h_node), self.edge_gru(edge_msg, h_edge)
-        return ContextOutputs(obj_logits=self.classifier(h_node), pair_features=h_edge)
+        return ContextOutputs(
+            obj_logits=self.classifier(h_node), pair_features=h_edge, obj_repr=h_node
+        )

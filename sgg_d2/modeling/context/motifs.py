@@ -121,4 +121,4 @@ class MotifsContext(nn.Module):
             edge_embed = self.edge_class_embed(obj_logits, obj_logits.argmax(1).detach())
         edge_ctx = self.edge_ctx(torch.cat([obj_ctx, inputs.obj_features, edge_embed], 1), orders)
         pair_features = self.pair(edge_ctx, inputs.pairs, inputs.union_features)
-        return ContextOutputs(obj_logits=obj_logits, pair_features=pair_features)
+        return ContextOutputs(obj_logits=obj_logits, pair_features=pair_features, obj_repr=obj_ctx)

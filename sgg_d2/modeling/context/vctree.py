@@ -250,6 +250,7 @@ class VCTreeContext(nn.Module):
             obj_logits=obj_logits,
             pair_features=pair_features,
             extras={"pair_score_logits": pair_score_logits, "forest": forest},
+            obj_repr=obj_ctx,
         )
 
     def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
