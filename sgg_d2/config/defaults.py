@@ -52,6 +52,8 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.CONTEXT_DROPOUT = 0.0
     # Weight of the object-classification (refinement) loss in SGCls/SGDet.
     cfg.MODEL.SGG.OBJ_LOSS_WEIGHT = 1.0
+    # Weight of the predicate cross-entropy (LinkNet's lambda_1).
+    cfg.MODEL.SGG.REL_LOSS_WEIGHT = 1.0
     # Extra relation losses (names in RELATION_LOSS_REGISTRY) added for any context model.
     cfg.MODEL.SGG.EXTRA_RELATION_LOSSES = []
 
@@ -73,6 +75,31 @@ def add_sgg_config(cfg: CN) -> CN:
     # Weight of the auxiliary loss that supervises the pairwise tree scores with
     # "this pair has a relation".
     cfg.MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT = 1.0
+
+    cfg.MODEL.SGG.LINKNET = CN()
+    # Stacked relational embedding modules, and their reduction ratio r.
+    cfg.MODEL.SGG.LINKNET.NUM_MODULES = 2
+    cfg.MODEL.SGG.LINKNET.REDUCTION = 2
+    # lambda_2: weight of the global-context multi-label loss.
+    cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT = 1.0
+
+    cfg.MODEL.SGG.RELDN = CN()
+    # Hidden size of the spatial module's MLP.
+    cfg.MODEL.SGG.RELDN.SPATIAL_DIM = 64
+
+    cfg.MODEL.SGG.CONTRASTIVE = CN()
+    # Graphical contrastive losses (RelDN): weights lambda_1..3 of the class-agnostic,
+    # entity-class-aware and predicate-class-aware losses, and their margins alpha_1..3.
+    cfg.MODEL.SGG.CONTRASTIVE.WEIGHTS = (1.0, 0.5, 0.1)
+    cfg.MODEL.SGG.CONTRASTIVE.MARGINS = (0.2, 0.2, 0.2)
+
+    cfg.MODEL.SGG.FNET = CN()
+    # Subgraph clustering: NMS IoU threshold on pair union boxes.
+    cfg.MODEL.SGG.FNET.SUBGRAPH_NMS_THRESH = 0.5
+    # Side of the 2-D subgraph feature map (RoIAlign output), in cells.
+    cfg.MODEL.SGG.FNET.SUBGRAPH_POOL_SIZE = 5
+    # Rounds of spatial-weighted message passing.
+    cfg.MODEL.SGG.FNET.NUM_MPS = 1
 
     # Flipping turns "left of" into "right of": off unless a config turns it on.
     cfg.INPUT.RANDOM_FLIP = "none"

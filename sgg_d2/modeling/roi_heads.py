@@ -48,6 +48,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         train_detections_per_image: int = 64,
         match_iou_threshold: float = 0.5,
         obj_loss_weight: float = 1.0,
+        rel_loss_weight: float = 1.0,
         extra_losses=(),
         **kwargs,
     ):
@@ -72,6 +73,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.train_detections_per_image = train_detections_per_image
         self.match_iou_threshold = match_iou_threshold
         self.obj_loss_weight = obj_loss_weight
+        self.rel_loss_weight = rel_loss_weight
         self.extra_losses = torch.nn.ModuleList(extra_losses)
 
     @classmethod
@@ -105,6 +107,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             train_detections_per_image=sgg.TRAIN_DETECTIONS_PER_IMAGE,
             match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
             obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
+            rel_loss_weight=sgg.REL_LOSS_WEIGHT,
             extra_losses=build_relation_losses(cfg),
         )
         return ret
@@ -232,7 +235,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         )
 
     def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels):
-        losses = {"loss_relation": relation_loss(rel_logits, pair_labels)}
+        losses = {"loss_relation": self.rel_loss_weight * relation_loss(rel_logits, pair_labels)}
         if inputs.gt_labels is None and out.obj_logits.requires_grad:
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
                 out.obj_logits, inputs.obj_gt_classes
