@@ -22,7 +22,15 @@ import subprocess
 import sys
 import time
 
-CONTEXTS = ("FrequencyBaseline", "IMPContext", "MotifsContext", "VCTreeContext")
+CONTEXTS = (
+    "FrequencyBaseline",
+    "IMPContext",
+    "MotifsContext",
+    "VCTreeContext",
+    "LinkNetContext",
+    "RelDNContext",
+    "FactorizableNetContext",
+)
 SYNTH = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic")
 
 
@@ -147,17 +155,26 @@ def main():
         f"mean of {args.repeats} runs; memory = peak growth (RSS on CPU) during the stage"
     )
     print(
-        f"{'model':<18}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"
+        f"{'model':<24}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"
         f"{'det MB':>9}{'rel MB':>9}"
     )
+    rows = {}
     for n in args.sizes:
         det = run_child("detector", "FrequencyBaseline", n, args)
         for context in args.contexts:
-            rel = run_child("relation", context, n, args)
+            rel = rows[context, n] = run_child("relation", context, n, args)
             ratio = rel["seconds"] / det["seconds"]
             print(
-                f"{context:<18}{n:>4}{n * (n - 1):>7}{det['seconds']:>8.3f}{rel['seconds']:>8.3f}"
+                f"{context:<24}{n:>4}{n * (n - 1):>7}{det['seconds']:>8.3f}{rel['seconds']:>8.3f}"
                 f"{ratio:>9.2f}{det['peak_mb']:>9.1f}{rel['peak_mb']:>9.1f}"
+            )
+    if {"MotifsContext", "FactorizableNetContext"} <= set(args.contexts):
+        print("\nF-Net vs MOTIFS relation stage (same run): time ratio, memory ratio")
+        for n in args.sizes:
+            f, m = rows["FactorizableNetContext", n], rows["MotifsContext", n]
+            print(
+                f"  N={n:>3}: {f['seconds'] / m['seconds']:.2f}x time, "
+                f"{f['peak_mb'] / max(m['peak_mb'], 1e-6):.2f}x memory"
             )
 
 

@@ -22,7 +22,16 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ("frequency", "imp", "motifs", "vctree")
+MODELS = (
+    "frequency",
+    "imp",
+    "motifs",
+    "vctree",
+    "linknet",
+    "reldn",
+    "reldn_nocontrastive",
+    "fnet",
+)
 MODES = ("predcls", "sgcls", "sgdet")
 COLUMNS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50")
 
@@ -111,6 +120,8 @@ def main():
             results[model, mode] = evaluate(config, weights, mode, os.path.join(out, model, mode))
     print_table(results, args.models)
     check_claim(results, args.models)
+    if {"reldn", "reldn_nocontrastive"} <= set(args.models):
+        compare_on_same_class_images(out)
 
 
 def print_table(results, models):
@@ -134,6 +145,39 @@ def check_claim(results, models):
         gain = results[model, "predcls"]["mR@50"] - base
         verdict = "PASS" if gain >= 10 else "FAIL"
         print(f"{model}: PredCls mR@50 {base + gain:.1f} ({gain:+.1f} points) -> {verdict}")
+
+
+def compare_on_same_class_images(out):
+    """RelDN with vs without the contrastive losses on the test images that contain
+    several instances of one class (where the entity-class-aware loss should matter)."""
+    import sgg_d2  # noqa: F401,I001  (first: registers the datasets)
+    import numpy as np
+    from detectron2.data import DatasetCatalog
+    from sgg_d2.evaluation import SceneGraphEvaluator
+    from sgg_d2.evaluation.prediction_io import load_compact_predictions
+
+    dicts = DatasetCatalog.get("synthetic_test")
+    keep = {
+        d["image_id"]
+        for d in dicts
+        if np.bincount([a["category_id"] for a in d["annotations"]]).max() >= 2
+    }
+    print(
+        f"\nRelDN on the {len(keep)} of {len(dicts)} test images with several same-class "
+        "instances:"
+    )
+    print("| model | mode | R@50 | mR@50 | R@100 | mR@100 |\n|---|---|---:|---:|---:|---:|")
+    for model in ("reldn", "reldn_nocontrastive"):
+        for mode in ("predcls", "sgcls", "sgdet"):
+            folder = os.path.join(out, model, mode, "inference", "synthetic_test")
+            saved = load_compact_predictions(os.path.join(folder, "scene_graph_predictions.pth"))
+            records = [r for r in saved["predictions"] if r["image_id"] in keep]
+            m = SceneGraphEvaluator("synthetic_test", mode=mode).evaluate_predictions(records)
+            m = m["sgg"]
+            print(
+                f"| {model} | {mode} | {m['R@50']:.1f} | {m['mR@50']:.1f} | "
+                f"{m['R@100']:.1f} | {m['mR@100']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

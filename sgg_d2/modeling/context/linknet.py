@@ -1,0 +1,232 @@
+"""LinkNet (Woo, Kim, Cho, Kweon, "LinkNet: Relational Embedding for Scene Graph",
+NeurIPS 2018).
+
+1. Global context encoding. The image's backbone map (the ROI heads' input level with the
+   largest stride, e.g. FPN "p5") is average-pooled and mapped by an fc to c (width
+   ``hidden_dim``); a multi-label classifier on c predicts the classes present in the image,
+   trained with a per-image binary cross-entropy weighted by lambda_2 (``losses``).
+2. Object-relational embedding. ``o_i^0 = [f_i^RoI; K0 l_i; c]`` with l_i the detector's
+   class distribution (softmax of the logits; the one-hot GT label in PredCls) and K0 a
+   learned embedding. K stacked relational embedding modules (paper eqs. 1-6 for K = 2,
+   ``linknet_modules.RelationalEmbedding``): R1 = softmax((O0 W1)(O0 U1)^T) row-wise over
+   the objects of the image, O1 = O0 (+) fc0(R1 (O0 H1)), O2 = fc1(O1); R2, O3 = O2 (+)
+   fc2(R2 (O2 H2)) and O4 = fc3(O3), the refined class logits (N, C). O3 is the contextual
+   object embedding.
+3. Edge-relational embedding. ``e_i^0 = [K1 argmax(o_i^4); o_i^3]`` (the GT label in
+   PredCls) goes through K relational embedding modules of the same form; the last fc gives
+   E1 (N, 2 D_u), whose two halves are the subject and object edge features E1^s, E1^o
+   (two separate projections of the last embedding).
+4. Pair feature. ``G0_ij = E1^s_i * E1^o_j * F_ij`` (element-wise, F_ij the union-box
+   feature), concatenated with the embedded geometric layout K2 b_{o|s}, b_{o|s} =
+   (dx / w_s, dy / h_s, log(w_o / w_s), log(h_o / h_s)) (box centres): G1 = [G0; K2 b].
+   The shared predictor's fc on G1 (plus the frequency bias, if enabled) gives the logits.
+
+Loss: L_obj (ROI heads, SGCls/SGDet) + lambda_1 L_rel (``MODEL.SGG.REL_LOSS_WEIGHT``,
+ROI heads) + lambda_2 L_gce (``MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT``, here).
+"""
+
+from typing import Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.modeling import build_backbone
+from torch import nn
+
+from ..relation.geometry import pair_geometry
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+from .common import ClassEmbedding, object_labels
+from .linknet_modules import (
+    GlobalContextEncoding,
+    RelationalEmbeddingStack,
+    global_context_loss,
+    image_positions,
+    multilabel_targets,
+)
+
+__all__ = ["LinkNetContext", "global_feature_spec", "layout_encoding", "LAYOUT_DIM"]
+
+# b_{o|s} = (dx / w_s, dy / h_s, log(w_o / w_s), log(h_o / h_s)).
+LAYOUT_DIM = 4
+
+
+def global_feature_spec(cfg) -> Tuple[str, int]:
+    """Name and channels of the backbone map the global context is pooled from.
+
+    The map is the ROI heads' input (``MODEL.ROI_HEADS.IN_FEATURES``) with the largest
+    stride: the most semantic level (the paper pools its backbone's last conv layer).
+    Shapes come from the configured backbone built on the meta device (no memory, no
+    weights), so any registered backbone works.
+    """
+    with torch.device("meta"):
+        shapes = build_backbone(cfg).output_shape()
+    names = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+    missing = [n for n in names if n not in shapes]
+    if not names or missing:
+        raise ValueError(
+            f"MODEL.ROI_HEADS.IN_FEATURES {names} must name backbone outputs "
+            f"({', '.join(shapes)}); missing: {missing}"
+        )
+    name = max(names, key=lambda n: shapes[n].stride)
+    return name, int(shapes[name].channels)
+
+
+def layout_encoding(subj: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+    """LinkNet's b_{o|s} for each pair: (R, 4) XYXY subject and object boxes -> (R, 4)."""
+    # The first four components of pair_geometry are exactly b_{o|s}; they do not depend
+    # on the image size, so a unit size is passed.
+    return pair_geometry(subj, obj, (1.0, 1.0))[:, :LAYOUT_DIM]
+
+
+@CONTEXT_REGISTRY.register()
+class LinkNetContext(nn.Module):
+    """Relational embedding, global context and geometric layout. See the module docstring."""
+
+    needs_union_features = True
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        obj_dim: int,
+        union_dim: int,
+        num_classes: int,
+        feature_channels: int,
+        global_feature: str = "p5",
+        embed_dim: int = 128,
+        hidden_dim: int = 256,
+        num_modules: int = 2,
+        reduction: int = 2,
+        global_context_loss_weight: float = 1.0,
+        dropout: float = 0.0,
+    ):
+        """
+        Args:
+            obj_dim: size of the RoI features; union_dim: D_u, size of union-box features.
+            num_classes: C, real object classes.
+            feature_channels: channels of the backbone map ``global_feature``.
+            global_feature: name of the backbone map (in ``ContextInputs.features``) pooled
+                for the global context.
+            embed_dim: width of the class embeddings K0, K1 and the layout embedding K2.
+            hidden_dim: width of c and of the intermediate relational embeddings.
+            num_modules: K, relational embedding modules stacked for objects and for edges.
+            reduction: r, reduction ratio of the query/key/value projections.
+            global_context_loss_weight: lambda_2.
+            dropout: on the intermediate relational embeddings.
+        """
+        super().__init__()
+        self.global_feature = global_feature
+        self.global_context_loss_weight = float(global_context_loss_weight)
+        self.num_classes = num_classes
+        self.global_context = GlobalContextEncoding(feature_channels, hidden_dim, num_classes)
+        self.class_embed = ClassEmbedding(num_classes, embed_dim)  # K0
+        self.object_embedding = RelationalEmbeddingStack(
+            obj_dim + embed_dim + hidden_dim,
+            hidden_dim,
+            num_classes,
+            num_modules,
+            reduction,
+            dropout,
+        )
+        self.edge_class_embed = ClassEmbedding(num_classes, embed_dim)  # K1
+        self.edge_embedding = RelationalEmbeddingStack(
+            embed_dim + self.object_embedding.embed_dim,
+            hidden_dim,
+            2 * union_dim,
+            num_modules,
+            reduction,
+            dropout,
+        )
+        self.layout_embed = nn.Sequential(nn.Linear(LAYOUT_DIM, embed_dim), nn.ReLU())  # K2
+        self.pair_dim = union_dim + embed_dim
+
+    @classmethod
+    def from_config(cls, cfg, obj_dim, union_dim):
+        m = cfg.MODEL.SGG
+        name, channels = global_feature_spec(cfg)
+        return {
+            "obj_dim": obj_dim,
+            "union_dim": union_dim,
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "feature_channels": channels,
+            "global_feature": name,
+            "embed_dim": m.EMBED_DIM,
+            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
+            "num_modules": m.LINKNET.NUM_MODULES,
+            "reduction": m.LINKNET.REDUCTION,
+            "global_context_loss_weight": m.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT,
+            "dropout": m.CONTEXT_DROPOUT,
+        }
+
+    def forward(self, inputs: ContextInputs) -> ContextOutputs:
+        """Object logits O4 (N, C), pair features G1 (R, pair_dim), object embedding O3.
+
+        ``extras["global_logits"]``: (B, C) multi-label scores of the global context.
+        """
+        c, global_logits = self.global_context(self._global_map(inputs))
+        image, _ = image_positions(inputs.num_objs, c.device)
+        o0 = torch.cat(
+            [inputs.obj_features, self.class_embed(inputs.obj_logits, inputs.gt_labels), c[image]],
+            dim=1,
+        )
+        o3, o4 = self.object_embedding(o0, inputs.num_objs)
+        # Hard labels (no gradient through arg-max), the GT ones in PredCls.
+        labels = object_labels(o4, inputs.gt_labels)
+        e0 = torch.cat([self.edge_class_embed(o4, labels), o3], dim=1)
+        _, e1 = self.edge_embedding(e0, inputs.num_objs)
+        return ContextOutputs(
+            obj_logits=o4,
+            pair_features=self._pair_features(e1, inputs),
+            extras={"global_logits": global_logits},
+            obj_repr=o3,
+        )
+
+    def _global_map(self, inputs: ContextInputs) -> torch.Tensor:
+        """(B, channels, H, W) backbone map of the batch, checked against ``num_objs``."""
+        features = inputs.features or {}
+        if self.global_feature not in features:
+            raise ValueError(
+                f"LinkNetContext needs the backbone map {self.global_feature!r} in "
+                f"inputs.features (has: {', '.join(features) or 'none'})"
+            )
+        fmap = features[self.global_feature]
+        if fmap.shape[0] != len(inputs.num_objs):
+            raise ValueError(
+                f"inputs.features[{self.global_feature!r}] holds {fmap.shape[0]} images but "
+                f"num_objs has {len(inputs.num_objs)}"
+            )
+        return fmap
+
+    def _pair_features(self, e1: torch.Tensor, inputs: ContextInputs) -> torch.Tensor:
+        """G1 = [E1^s_s * E1^o_o * F; K2 b_{o|s}] for every pair: (R, pair_dim)."""
+        if inputs.union_features is None:
+            raise ValueError("LinkNetContext needs inputs.union_features (needs_union_features)")
+        subj, obj = inputs.pairs[:, 0], inputs.pairs[:, 1]
+        e_subj, e_obj = e1.chunk(2, dim=1)
+        g0 = e_subj[subj] * e_obj[obj] * inputs.union_features
+        layout = layout_encoding(inputs.boxes[subj], inputs.boxes[obj])
+        return torch.cat([g0, self.layout_embed(layout)], dim=1)
+
+    def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
+        """Global-context loss: lambda_2 * BCE of the multi-label scores vs GT classes.
+
+        Args:
+            inputs: needs ``gt_instances`` (training), one per image.
+            outputs: this model's outputs (``extras["global_logits"]``, (B, C)).
+            pair_labels: unused (the relation loss is the ROI heads').
+
+        Returns:
+            ``{"loss_global_context": scalar}``; the BCE is averaged over images and classes.
+        """
+        if inputs.gt_instances is None:
+            raise ValueError("LinkNetContext.losses needs inputs.gt_instances (training only)")
+        logits = outputs.extras["global_logits"]
+        if len(inputs.gt_instances) != logits.shape[0]:
+            raise ValueError(
+                f"inputs.gt_instances has {len(inputs.gt_instances)} images but the global "
+                f"context scored {logits.shape[0]}"
+            )
+        targets = multilabel_targets(
+            [t.gt_classes.to(logits.device) for t in inputs.gt_instances], self.num_classes
+        )
+        loss = global_context_loss(logits, targets)
+        return {"loss_global_context": self.global_context_loss_weight * loss}

@@ -1,0 +1,256 @@
+"""Building blocks of LinkNet (Woo et al., "LinkNet: Relational Embedding for Scene Graph",
+NeurIPS 2018): per-image padding, the relational embedding module and its stack, and the
+global context encoding with its multi-label loss. ``linknet.py`` assembles them.
+
+Objects of a batch arrive concatenated, (N, D), with ``num_objs`` per image. The
+relational embedding attends over all objects *of the same image*: the stack pads the
+objects to (B, M, D) once (M = most objects in an image), masks the padding out of every
+softmax, and gathers the N real rows back at the end, so there is no loop over objects.
+"""
+
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "image_positions",
+    "pad_by_image",
+    "masked_row_softmax",
+    "RelationalEmbedding",
+    "RelationalEmbeddingStack",
+    "GlobalContextEncoding",
+    "multilabel_targets",
+    "global_context_loss",
+]
+
+
+def image_positions(num_objs: Sequence[int], device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Image index and position inside its image of every object.
+
+    Args:
+        num_objs: objects per image (B entries, summing to N).
+
+    Returns:
+        (N,) int64 image index, (N,) int64 position within the image.
+    """
+    counts = torch.as_tensor(list(num_objs), dtype=torch.long, device=device)
+    image = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    return image, torch.arange(len(image), device=device) - starts[image]
+
+
+def pad_by_image(x: torch.Tensor, num_objs: Sequence[int]):
+    """Scatter concatenated objects into a zero-padded per-image batch.
+
+    Args:
+        x: (N, D) features, images concatenated.
+        num_objs: objects per image (sums to N).
+
+    Returns:
+        padded (B, M, D), mask (B, M) bool (True = a real object), and the (image, position)
+        index pair that gathers the N rows back: ``padded[image, position]``.
+    """
+    if sum(num_objs) != x.shape[0]:
+        raise ValueError(f"num_objs sums to {sum(num_objs)} but there are {x.shape[0]} objects")
+    image, position = image_positions(num_objs, x.device)
+    width = max(num_objs, default=0)
+    padded = x.new_zeros((len(num_objs), width, x.shape[1]))
+    padded[image, position] = x
+    mask = torch.zeros((len(num_objs), width), dtype=torch.bool, device=x.device)
+    mask[image, position] = True
+    return padded, mask, (image, position)
+
+
+def masked_row_softmax(logits: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """Row-wise softmax over the real objects of each image.
+
+    Padding keys get the lowest finite value, hence a weight of exactly 0; a finite value
+    (not -inf) keeps rows of padding queries finite, so no NaN reaches any gradient.
+
+    Args:
+        logits: (B, M, M) query-key scores.
+        key_mask: (B, M) bool, True for real objects.
+
+    Returns:
+        (B, M, M) attention weights, each row summing to 1.
+    """
+    fill = torch.finfo(logits.dtype).min
+    return logits.masked_fill(~key_mask[:, None, :], fill).softmax(dim=-1)
+
+
+class RelationalEmbedding(nn.Module):
+    """One relational embedding module of LinkNet (paper eqs. 1-3; eqs. 4-6 are the second).
+
+    With X the (padded) inputs of one image (M, d)::
+
+        R = softmax((X W)(X U)^T)          (M, M), row-wise, over the image's objects
+        Y = X (+) fc_a(R (X H))            (M, d), element-wise sum (residual)
+        Z = fc_b(Y)                        (M, out_dim)
+
+    W, U, H are d x d/r matrices (no bias), r the reduction ratio; fc_a maps d/r back to d.
+    The paper's notation for the first module is X = O0, R = R1, Y = O1, Z = O2.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, reduction: int, activate: bool, dropout: float = 0.0
+    ):
+        """
+        Args:
+            in_dim: d, width of the inputs.
+            out_dim: width of Z.
+            reduction: r; the query/key/value projections have width d // r (>= 1).
+            activate: apply ReLU (and dropout) to Z: for intermediate embeddings, not for
+                class logits or the final edge features.
+            dropout: dropout on Z when ``activate``.
+        """
+        super().__init__()
+        if reduction < 1 or in_dim // reduction < 1:
+            raise ValueError(
+                f"reduction ratio r={reduction} must be in [1, {in_dim}] for width {in_dim}"
+            )
+        width = in_dim // reduction
+        self.query = nn.Linear(in_dim, width, bias=False)  # W
+        self.key = nn.Linear(in_dim, width, bias=False)  # U
+        self.value = nn.Linear(in_dim, width, bias=False)  # H
+        self.fc_residual = nn.Linear(width, in_dim)  # fc_a
+        self.fc_out = nn.Linear(in_dim, out_dim)  # fc_b
+        self.activate = activate
+        self.dropout = nn.Dropout(dropout) if activate and dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor):
+        """
+        Args:
+            x: (B, M, d) padded inputs.
+            mask: (B, M) bool, True for real objects.
+
+        Returns:
+            Y (B, M, d) and Z (B, M, out_dim); padding rows hold garbage, to be discarded.
+        """
+        attention = masked_row_softmax(self.query(x) @ self.key(x).transpose(1, 2), mask)
+        y = x + self.fc_residual(attention @ self.value(x))
+        z = self.fc_out(y)
+        if self.activate:
+            z = self.dropout(F.relu(z))
+        return y, z
+
+
+class RelationalEmbeddingStack(nn.Module):
+    """K stacked relational embedding modules: in_dim -> hidden_dim -> ... -> out_dim.
+
+    Module k maps its input to (Y_k, Z_k); Z_k is the next module's input. For objects with
+    K = 2 this is the paper's O0 -> (O1, O2) -> (O3, O4): O3 the contextual object
+    embedding, O4 the class logits.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_modules: int,
+        reduction: int,
+        dropout: float = 0.0,
+    ):
+        """
+        Args:
+            in_dim: width of the first module's input.
+            hidden_dim: width of the intermediate embeddings Z_1 .. Z_{K-1}.
+            out_dim: width of the last output Z_K (no activation).
+            num_modules: K >= 1.
+            reduction: r of every module.
+            dropout: on the intermediate embeddings.
+        """
+        super().__init__()
+        if num_modules < 1:
+            raise ValueError(f"LinkNet needs at least one relational module, got {num_modules}")
+        dims = [in_dim] + [hidden_dim] * (num_modules - 1)
+        outs = [hidden_dim] * (num_modules - 1) + [out_dim]
+        self.blocks = nn.ModuleList(
+            RelationalEmbedding(d, o, reduction, activate=k < num_modules - 1, dropout=dropout)
+            for k, (d, o) in enumerate(zip(dims, outs))
+        )
+        self.embed_dim = dims[-1]
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor, num_objs: Sequence[int]):
+        """
+        Args:
+            x: (N, in_dim) inputs, images concatenated.
+            num_objs: objects per image.
+
+        Returns:
+            Y_K (N, embed_dim), the last residual embedding, and Z_K (N, out_dim).
+        """
+        z, mask, index = pad_by_image(x, num_objs)
+        for block in self.blocks:
+            y, z = block(z, mask)
+        return y[index], z[index]
+
+
+class GlobalContextEncoding(nn.Module):
+    """Image-level context c and its multi-label class scores (the paper's GCE module).
+
+    ``c = ReLU(fc(avgpool(feature map)))``; ``logits = fc_cls(c)`` predict which classes
+    appear in the image, trained by :func:`global_context_loss`.
+    """
+
+    def __init__(self, in_channels: int, dim: int, num_classes: int):
+        """
+        Args:
+            in_channels: channels of the backbone map.
+            dim: width of c.
+            num_classes: C, object classes.
+        """
+        super().__init__()
+        self.fc = nn.Linear(in_channels, dim)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, feature_map: torch.Tensor):
+        """(B, in_channels, H, W) -> c (B, dim), multi-label logits (B, C)."""
+        c = F.relu(self.fc(feature_map.mean(dim=(2, 3))))
+        return c, self.classifier(c)
+
+
+def multilabel_targets(gt_classes: List[torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Per image, 1 for every class that has at least one GT instance.
+
+    Args:
+        gt_classes: B tensors (G_i,) int64 with values in [0, num_classes).
+
+    Returns:
+        (B, num_classes) float multi-hot targets.
+    """
+    for i, labels in enumerate(gt_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        if len(bad):
+            raise ValueError(
+                f"gt_instances[{i}].gt_classes has class {int(bad[0])}; "
+                f"expected values in [0, {num_classes})"
+            )
+    if not gt_classes:
+        raise ValueError("multilabel_targets needs the GT classes of at least one image")
+    device = gt_classes[0].device
+    counts = torch.tensor([len(labels) for labels in gt_classes], device=device)
+    image = torch.repeat_interleave(torch.arange(len(gt_classes), device=device), counts)
+    targets = torch.zeros((len(gt_classes), num_classes), device=device)
+    targets[image, torch.cat(gt_classes).long()] = 1.0
+    return targets
+
+
+def global_context_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Multi-label binary cross-entropy, averaged over images and classes.
+
+    Args:
+        logits: (B, C) multi-label scores; targets: (B, C) in {0, 1}.
+
+    Returns:
+        Scalar loss.
+    """
+    if logits.shape != targets.shape:
+        raise ValueError(
+            f"global-context logits {tuple(logits.shape)} and targets "
+            f"{tuple(targets.shape)} differ: one row of targets per image is expected"
+        )
+    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))

@@ -1,0 +1,273 @@
+"""Factorizable Net: subgraph clustering, SMP, SRI, and the context model on hand-made inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sgg_d2.modeling.context import CONTEXT_REGISTRY, ContextInputs
+from sgg_d2.modeling.context.fnet import FactorizableNetContext, backbone_feature_shapes
+from sgg_d2.modeling.context.fnet_modules import (
+    ObjectToSubgraph,
+    SpatialRelationInference,
+    SubgraphToObject,
+    segment_softmax,
+)
+from sgg_d2.modeling.context.fnet_subgraph import (
+    SubgraphClusters,
+    cluster_subgraphs,
+    object_scores,
+    subgraph_incidence,
+)
+from sgg_d2.structures import all_ordered_pairs
+
+OBJ_DIM, HIDDEN, C, CH = 6, 8, 3, 4
+
+
+def strip_pairs(intervals, scores):
+    """Objects in twins with the same box [x1, 0, x2, 10]: pair (2k, 2k+1) has that box as
+    union box and score ``scores[k]`` (the twin's score is 1)."""
+    boxes = torch.tensor([[a, 0.0, b, 10.0] for a, b in intervals for _ in range(2)])
+    obj_scores = torch.tensor([v for s in scores for v in (s, 1.0)])
+    pairs = torch.tensor([[2 * k, 2 * k + 1] for k in range(len(intervals))])
+    return boxes, pairs, obj_scores
+
+
+def test_nearly_identical_pairs_form_one_subgraph_far_pairs_stay_apart():
+    intervals = [(0, 10), (0.2, 10), (0, 10.3), (100, 110), (200, 210)]
+    boxes, pairs, scores = strip_pairs(intervals, [0.5, 0.9, 0.4, 0.3, 0.2])
+    c = cluster_subgraphs(boxes, pairs, [5], scores, 0.5)
+    assert c.num_subgraphs == [3]
+    # the best-scoring of the three near-identical pairs represents them
+    assert c.representative.tolist() == [1, 3, 4]
+    assert c.pair_to_subgraph.tolist() == [0, 0, 0, 1, 2]
+    assert torch.equal(c.boxes, boxes[[2, 6, 8]])
+
+
+def test_pair_goes_to_highest_iou_kept_box_not_its_suppressor():
+    # A=[0,10] (0.9) and B=[5,15] (0.3) are kept (IoU 1/3); C=[3,13] (0.4) is suppressed
+    # by A (IoU 7/13 > 0.5) but overlaps B more (IoU 8/12): C joins B.
+    boxes, pairs, scores = strip_pairs([(0, 10), (5, 15), (3, 13)], [0.9, 0.3, 0.4])
+    c = cluster_subgraphs(boxes, pairs, [3], scores, 0.5)
+    assert c.representative.tolist() == [0, 1]
+    assert c.pair_to_subgraph.tolist() == [0, 1, 1]
+
+
+def test_equal_iou_tie_goes_to_higher_score():
+    # C=[3,13] has IoU 7/13 with both A=[0,10] and B=[6,16]; B scores higher.
+    boxes, pairs, scores = strip_pairs([(0, 10), (6, 16), (3, 13)], [0.5, 0.9, 0.3])
+    c = cluster_subgraphs(boxes, pairs, [3], scores, 0.5)
+    assert c.representative.tolist() == [1, 0]  # score order
+    assert c.pair_to_subgraph.tolist() == [1, 0, 0]
+
+
+def test_kept_pairs_map_to_themselves_and_every_pair_has_one_subgraph():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(12, 2, generator=g) * 40
+    boxes = torch.cat([xy, xy + 10 + torch.rand(12, 2, generator=g) * 30], 1)
+    pairs = all_ordered_pairs(12)
+    scores = torch.rand(12, generator=g)
+    c = cluster_subgraphs(boxes, pairs, [len(pairs)], scores, 0.5)
+    s = sum(c.num_subgraphs)
+    assert 1 <= s < len(pairs)  # overlapping union boxes are merged
+    assert c.pair_to_subgraph.shape == (len(pairs),)
+    assert ((c.pair_to_subgraph >= 0) & (c.pair_to_subgraph < s)).all()
+    assert torch.equal(c.pair_to_subgraph[c.representative], torch.arange(s))
+    assert torch.equal(torch.unique(c.pair_to_subgraph), torch.arange(s))  # none empty
+    # threshold 1: nothing is merged, every pair is its own subgraph
+    c1 = cluster_subgraphs(boxes, pairs, [len(pairs)], scores, 1.0)
+    assert sum(c1.num_subgraphs) == len(pairs)
+    assert torch.equal(c1.representative[c1.pair_to_subgraph], torch.arange(len(pairs)))
+
+
+def test_no_merging_across_images_and_empty_images():
+    boxes, pairs, scores = strip_pairs([(0, 10), (0, 10)], [0.9, 0.8])
+    # image 0: objects 0-1 (pair 0); image 1: none; image 2: objects 2-3 (pair 1)
+    c = cluster_subgraphs(boxes, pairs, [1, 0, 1], scores, 0.5)
+    assert c.num_subgraphs == [1, 0, 1]
+    assert c.pair_to_subgraph.tolist() == [0, 1]
+    empty = cluster_subgraphs(boxes, pairs[:0], [0, 0], scores, 0.5)
+    assert empty.num_subgraphs == [0, 0] and empty.boxes.shape == (0, 4)
+    with pytest.raises(ValueError, match="num_pairs sums to 3 but pairs has 2"):
+        cluster_subgraphs(boxes, pairs, [3], scores, 0.5)
+
+
+def test_enlarged_boxes_cover_member_pairs():
+    boxes, pairs, scores = strip_pairs([(0, 10), (-1, 10.5)], [0.9, 0.5])
+    c = cluster_subgraphs(boxes, pairs, [2], scores, 0.5, enlarge=True)
+    assert c.pair_to_subgraph.tolist() == [0, 0]
+    assert c.boxes.tolist() == [[-1.0, 0.0, 10.5, 10.0]]
+
+
+def test_object_scores():
+    logits = torch.log(torch.tensor([[0.2, 0.8], [0.6, 0.4]]))
+    assert torch.allclose(object_scores(logits, None), torch.tensor([0.8, 0.6]))
+    assert torch.equal(object_scores(logits, torch.tensor([0, 0])), torch.ones(2))
+
+
+def test_incidence_lists_each_object_subgraph_link_once():
+    pairs = torch.tensor([[0, 1], [1, 0], [1, 2], [3, 4]])
+    clusters = SubgraphClusters(torch.tensor([0, 0, 1, 2]), torch.zeros(3, 4), None, [2, 1])
+    links = subgraph_incidence(pairs, clusters, [3, 2])
+    got = list(zip(links.obj_index.tolist(), links.sub_index.tolist()))
+    assert got == [(0, 0), (1, 0), (1, 1), (2, 1), (3, 2), (4, 2)]
+    assert links.per_image() == [slice(0, 4), slice(4, 6)]
+
+
+def test_segment_softmax_matches_per_group_softmax():
+    scores = torch.tensor([1.0, 2.0, 3.0, -1.0, 0.5])
+    groups = torch.tensor([0, 2, 0, 2, 2])
+    out = segment_softmax(scores, groups, 4)
+    assert torch.allclose(out[[0, 2]], torch.tensor([1.0, 3.0]).softmax(0))
+    assert torch.allclose(out[[1, 3, 4]], torch.tensor([2.0, -1.0, 0.5]).softmax(0))
+
+
+def links_for(pairs, pair_to_subgraph, num_objs, num_subgraphs):
+    c = SubgraphClusters(pair_to_subgraph, torch.zeros(sum(num_subgraphs), 4), None, num_subgraphs)
+    return subgraph_incidence(pairs, c, num_objs)
+
+
+def test_subgraph_to_object_weights_sum_to_one_per_object():
+    torch.manual_seed(0)
+    # image 0: objects 0..3, object 3 isolated; image 1: objects 4, 5
+    pairs = torch.tensor([[0, 1], [1, 2], [2, 0], [4, 5]])
+    links = links_for(pairs, torch.tensor([0, 1, 2, 3]), [4, 2], [3, 1])
+    x, maps = torch.randn(6, HIDDEN), torch.randn(4, CH, 3, 3)
+    module = SubgraphToObject(HIDDEN, CH, 5)
+    msg, w = module(x, maps, links)
+    per_obj = torch.zeros(6).index_add(0, links.obj_index, w)
+    assert torch.allclose(per_obj, torch.tensor([1.0, 1, 1, 0, 1, 1]))
+    assert torch.equal(msg[3], torch.zeros(HIDDEN))  # isolated object: no message
+    # object 0 is in subgraphs 0 and 2: softmax of the two scaled dot products
+    pooled = maps.mean((2, 3))
+    q, k = module.query(x[0]), module.key(pooled[[0, 2]])
+    expected = (k @ q / 5**0.5).softmax(0)
+    assert torch.allclose(w[links.obj_index == 0], expected, atol=1e-6)
+    assert torch.allclose(msg[0], expected @ module.value(pooled[[0, 2]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["softmax", "sigmoid"])
+def test_object_to_subgraph_matches_direct_formula(norm):
+    torch.manual_seed(0)
+    pairs = torch.tensor([[0, 1], [1, 2], [3, 4]])
+    links = links_for(pairs, torch.tensor([0, 0, 1]), [3, 2], [1, 1])
+    x, maps = torch.randn(5, HIDDEN), torch.randn(2, CH, 3, 3)
+    module = ObjectToSubgraph(HIDDEN, CH, norm)
+    msg, att = module(x, maps, links)
+    assert msg.shape == (2, CH, 3, 3) and att.shape == (5, 3, 3)
+    if norm == "softmax":
+        assert torch.allclose(att.sum((1, 2)), torch.ones(5))
+    # subgraph 0 is linked to objects 0, 1, 2: mean of the three painted vectors
+    q, v = module.query(x), module.value(x)
+    flat = maps[0].flatten(1)  # (CH, 9)
+    logits = q[:3] @ flat / CH**0.5
+    a = logits.softmax(1) if norm == "softmax" else logits.sigmoid()
+    expected = (a.unsqueeze(1) * v[:3].unsqueeze(2)).mean(0).reshape(CH, 3, 3)
+    assert torch.allclose(msg[0], expected, atol=1e-6)
+    assert torch.allclose(att[:3].flatten(1), a, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_sri_shapes_depthwise_kernels_and_gradients(k):
+    torch.manual_seed(0)
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=k, chunk_size=2)
+    x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
+    pairs = torch.tensor([[0, 1], [1, 0], [2, 3]])
+    out = sri(x, maps, pairs, torch.tensor([0, 0, 1]))
+    assert out.shape == (3, 7 + 2 * HIDDEN) and sri.out_dim == 7 + 2 * HIDDEN
+    assert torch.equal(out[:, 7 : 7 + HIDDEN], x[pairs[:, 0]])
+    # depth-wise: each channel convolved with its own kernel, one pair at a time
+    w = sri.subj_kernel(x[2])
+    ref = F.conv2d(maps[1:2], w.reshape(CH, 1, k, k), padding=k // 2, groups=CH)
+    assert torch.allclose(sri.depthwise(maps[1:2], w[None]), ref, atol=1e-6)
+    if k == 1:  # pair 2 by hand: bottleneck over [F * w_s, F * w_o, F], ReLU, FC, ReLU
+        f, w_o = maps[1], sri.obj_kernel(x[3])
+        h = sum(
+            torch.einsum("bc,cij->bij", conv.weight[:, :, 0, 0], z)
+            for conv, z in [
+                (sri.bottleneck_subj, f * w[:, None, None]),
+                (sri.bottleneck_obj, f * w_o[:, None, None]),
+                (sri.bottleneck_map, f),
+            ]
+        )
+        h = torch.relu(h + sri.bottleneck_subj.bias[:, None, None])
+        assert torch.allclose(out[2, :7], torch.relu(sri.fc(h.flatten())), atol=1e-5)
+    out.sum().backward()
+    for layer in (sri.subj_kernel, sri.obj_kernel):
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=2)
+
+
+def make_model(**kw):
+    torch.manual_seed(0)
+    args = dict(
+        obj_dim=OBJ_DIM, num_classes=C, in_features=["p2"], in_channels=CH, feature_strides=[4]
+    )
+    args.update(hidden_dim=HIDDEN, subgraph_dim=4, pool_size=3, num_mps=2)
+    args.update(kw)
+    return FactorizableNetContext(**args)
+
+
+def make_inputs(num_objs, gt=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = sum(num_objs)
+    offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
+    pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
+    xy = torch.rand(n, 2, generator=g) * 40
+    return ContextInputs(
+        obj_features=torch.randn(n, OBJ_DIM, generator=g),
+        obj_logits=torch.randn(n, C, generator=g),
+        box_layout=torch.rand(n, 9, generator=g),
+        boxes=torch.cat([xy, xy + 8 + torch.rand(n, 2, generator=g) * 20], 1),
+        num_objs=list(num_objs),
+        pairs=pairs,
+        num_pairs=[k * (k - 1) for k in num_objs],
+        gt_labels=torch.randint(0, C, (n,), generator=g) if gt else None,
+        features={"p2": torch.randn(len(num_objs), CH, 16, 16, generator=g)},
+        image_sizes=[(64, 64)] * len(num_objs),
+    )
+
+
+@pytest.mark.parametrize("gt", [False, True])
+def test_context_shapes_backward_with_single_and_empty_images(gt):
+    model = make_model()
+    assert model.needs_union_features is False and model.pair_dim == 3 * HIDDEN
+    inputs = make_inputs([4, 1, 0, 3], gt=gt)
+    out = model(inputs)
+    assert out.obj_logits.shape == (8, C) and out.obj_repr.shape == (8, HIDDEN)
+    assert out.pair_features.shape == (18, 3 * HIDDEN)
+    assert len(out.extras["num_subgraphs"]) == 4 and out.extras["num_subgraphs"][1:3] == [0, 0]
+    (out.pair_features.sum() + out.obj_logits.sum()).backward()
+    convs = model.subgraph_features.convs[0].weight.grad
+    assert convs is not None and convs.abs().sum() > 0
+    assert model.mps[0].to_subgraph.query.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("num_objs", [[1], [0, 1], [0]])
+def test_context_without_pairs(num_objs):
+    out = make_model()(make_inputs(num_objs))
+    assert out.obj_logits.shape == (sum(num_objs), C)
+    assert out.pair_features.shape == (0, 3 * HIDDEN)
+
+
+def test_images_do_not_leak_into_each_other():
+    model = make_model().eval()
+    a, b = make_inputs([3, 4], seed=0), make_inputs([3, 4], seed=1)
+    for field in ("obj_features", "obj_logits", "boxes"):
+        getattr(b, field)[:3] = getattr(a, field)[:3]  # same first image
+    b.features["p2"][0] = a.features["p2"][0]
+    with torch.no_grad():
+        out_a, out_b = model(a), model(b)
+    assert torch.allclose(out_a.pair_features[:6], out_b.pair_features[:6], atol=1e-6)
+    assert torch.allclose(out_a.obj_logits[:3], out_b.obj_logits[:3], atol=1e-6)
+    assert not torch.allclose(out_a.pair_features[6:], out_b.pair_features[6:])
+
+
+def test_config_build_reads_backbone_shapes(make_cfg):
+    cfg = make_cfg("FactorizableNetContext", "sgcls")
+    cfg.MODEL.SGG.FNET.NUM_MPS = 2
+    assert backbone_feature_shapes(cfg, ["p2", "p5"]) == {"p2": (32, 4), "p5": (32, 32)}
+    model = CONTEXT_REGISTRY.get("FactorizableNetContext")(cfg, 64, 32)
+    assert len(model.mps) == 2 and model.pair_dim == 3 * cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM
+    with pytest.raises(KeyError, match=r"\['res9'\] are not backbone outputs"):
+        backbone_feature_shapes(cfg, ["res9"])
