@@ -11,7 +11,8 @@ context model beats the Frequency baseline by >= 10 points of PredCls mR@50.
         [--detector-iters N] [--relation-iters N] [--force]
 
 Every step is a plain ``train_net.py`` command (printed), so each row can be reproduced
-by hand. Existing checkpoints in ``--out`` are reused unless ``--force``.
+by hand. Existing checkpoints and evaluations (newer than their checkpoint) in ``--out``
+are reused unless ``--force``.
 """
 
 import argparse
@@ -57,7 +58,11 @@ def train(config, out_dir, opts, force):
     return final
 
 
-def evaluate(config, weights, mode, out_dir):
+def evaluate(config, weights, mode, out_dir, force=False):
+    path = os.path.join(out_dir, "inference", "synthetic_test", "scene_graph_metrics.json")
+    if os.path.isfile(path) and not force and os.path.getmtime(path) > os.path.getmtime(weights):
+        with open(path) as f:
+            return json.load(f)["metrics"]
     os.makedirs(out_dir, exist_ok=True)
     cmd = [
         sys.executable,
@@ -75,7 +80,6 @@ def evaluate(config, weights, mode, out_dir):
         out_dir,
     ]
     run(cmd, os.path.join(out_dir, "eval_stdout.log"))
-    path = os.path.join(out_dir, "inference", "synthetic_test", "scene_graph_metrics.json")
     with open(path) as f:
         return json.load(f)["metrics"]
 
@@ -117,7 +121,9 @@ def main():
             opts += ["SOLVER.MAX_ITER", str(args.relation_iters)]
         weights = train(config, os.path.join(out, model), opts, args.force)
         for mode in MODES:
-            results[model, mode] = evaluate(config, weights, mode, os.path.join(out, model, mode))
+            results[model, mode] = evaluate(
+                config, weights, mode, os.path.join(out, model, mode), args.force
+            )
     print_table(results, args.models)
     check_claim(results, args.models)
     if {"reldn", "reldn_nocontrastive"} <= set(args.models):
