@@ -20,6 +20,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 CONTEXTS = (
@@ -67,8 +68,36 @@ def build(context: str, device: str, image_size: int):
     return build_model(cfg).eval()
 
 
+class RssSampler:
+    """Peak growth of this process's resident memory while the block runs (CPU), sampled
+    from /proc every millisecond in a background thread."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+        self.peak_growth_mb = (self.peak - self.base) / 2**20
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
 def measure(stage: str, context: str, n: int, device: str, image_size: int, repeats: int):
     """Runs in the child process; prints one JSON line."""
+    import sgg_d2  # noqa: F401,I001  (first: detectron2._C stand-in)
     import torch
     from detectron2.structures import Boxes, Instances
 
@@ -100,21 +129,22 @@ def measure(stage: str, context: str, n: int, device: str, image_size: int, repe
 
     fn = detector if stage == "detector" else relation
     with torch.no_grad():
-        fn()  # warm-up
         if device != "cpu":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            base = torch.cuda.memory_allocated()
+            fn()
+            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            with RssSampler() as sampler:  # first call: nothing cached yet
+                fn()
+            peak = sampler.peak_growth_mb
         t0 = time.perf_counter()
         for _ in range(repeats):
             fn()
         if device != "cpu":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - t0) / repeats
-    if device != "cpu":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
     print(json.dumps({"seconds": seconds, "peak_mb": peak}))
 
 
@@ -152,7 +182,8 @@ def main():
         return
     print(
         f"device {args.device}, image {args.image_size}px, synthetic-config widths, "
-        f"mean of {args.repeats} runs; memory = peak growth (RSS on CPU) during the stage"
+        f"time: mean of {args.repeats} warm runs; memory: peak growth during the first run "
+        "(resident memory on CPU, allocated memory on CUDA)"
     )
     print(
         f"{'model':<24}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"

@@ -53,7 +53,8 @@ def _draw_graph_panel(ax, graph: Dict, top_k: int) -> None:
 
 
 def draw_scene_graph(image_rgb: np.ndarray, outputs: Dict, graph: Dict, metadata, top_k=10):
-    """Render objects, the ``top_k`` relations as arrows, and the graph beside the image.
+    """Render the objects of the ``top_k`` relations, those relations as arrows, and the
+    graph beside the image.
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB image.
@@ -69,7 +70,9 @@ def draw_scene_graph(image_rgb: np.ndarray, outputs: Dict, graph: Dict, metadata
     # small images are drawn enlarged so that labels stay readable
     scale = max(1.0, 480.0 / max(image_rgb.shape[:2]))
     vis = Visualizer(image_rgb, metadata, scale=scale)
-    vis.draw_instance_predictions(inst)
+    # only the objects of the drawn relations (SGDet keeps many low-scoring detections)
+    used = sorted({i for r in graph["relations"][:top_k] for i in (r["subject"], r["object"])})
+    vis.draw_instance_predictions(inst[used] if used else inst)
     _draw_relation_arrows(vis, inst.pred_boxes.tensor.numpy(), graph, top_k)
     panel = vis.output.get_image()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 6), dpi=100)
