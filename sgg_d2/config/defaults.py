@@ -101,8 +101,16 @@ def add_sgg_config(cfg: CN) -> CN:
     # Rounds of spatial-weighted message passing.
     cfg.MODEL.SGG.FNET.NUM_MPS = 1
 
+    _add_grounding_config(cfg)
+
     # Flipping turns "left of" into "right of": off unless a config turns it on.
     cfg.INPUT.RANDOM_FLIP = "none"
+
+    # Auxiliary mask dataset(s) (COCO format) mixed into training batches: the joint
+    # detector (JointRCNN) and the relation stage's mask refinement. () = none.
+    cfg.DATASETS.AUX_TRAIN = ()
+    # Long-run fraction of each batch's images drawn from DATASETS.AUX_TRAIN.
+    cfg.DATASETS.AUX_FRACTION = 0.25
 
     cfg.DATASETS.SGG = CN()
     # Train-time: keep one predicate (chosen at random) per (subject, object) pair.
@@ -122,6 +130,53 @@ def add_sgg_config(cfg: CN) -> CN:
     # DATASETS.TEST must be a validation split). "" disables.
     cfg.TEST.SGG.BEST_CHECKPOINT_METRIC = "sgg/mR@50"
     return cfg
+
+
+def _add_grounding_config(cfg: CN) -> None:
+    """``MODEL.SGG.GROUNDING``: segmentation grounding (seed 004), docs/GROUNDING.md."""
+    g = cfg.MODEL.SGG.GROUNDING = CN()
+    # Ground objects and relations in masks transferred from the auxiliary mask head.
+    g.ENABLED = False
+    # d_m: classes of the auxiliary mask dataset (mask head and auxiliary box predictor).
+    g.AUX_NUM_CLASSES = 80
+    # Word-vector file giving the target x auxiliary similarity S ("" = none: error).
+    g.WORD_VECTORS = ""
+    # Its format: "auto", "glove" (text, no header), "word2vec", "word2vec_binary", "kv".
+    g.WORD_VECTORS_FORMAT = "auto"
+    # Normalisation of S: "dot" (the paper), "softmax" (rows), "cosine".
+    g.SIMILARITY = "dot"
+    # "softmax": temperature of the row softmax over dot products.
+    g.SOFTMAX_TEMPERATURE = 1.0
+    # "softmax": entries below this are zeroed (the row maximum is kept), rows renormalised.
+    g.SOFTMAX_THRESHOLD = 0.0
+    # A target class named exactly like an auxiliary class takes that class's mask only.
+    g.EXACT_NAME_MATCH = True
+    # Optional JSON file {target class name: auxiliary class name} of one-hot rows of S.
+    g.CLASS_MAPPING_FILE = ""
+    # Cache folder of the class word vectors; "" = <OUTPUT_DIR>/grounding_cache.
+    g.CACHE_DIR = ""
+    # Grounded nodes: object features f_N([RoI feature, transferred mask]).
+    g.NODES = True
+    # Grounded edges: Gaussian-smoothed masks in the union-box frame fused with union features.
+    g.EDGES = True
+    # How a pair's two smoothed masks combine: "product" (the paper), "average", "union".
+    g.EDGE_COMBINE = "product"
+    # Side (pixels) of the union-box frame the masks are resampled into.
+    g.UNION_MASK_SIZE = 32
+    # Side (odd) of each object's learned Gaussian kernel, in union-frame pixels.
+    g.KERNEL_SIZE = 9
+    # Width of the mask encodings fed to the node and edge networks.
+    g.MASK_FEATURE_DIM = 128
+    # Mask refinement head on the context's object representation (zero-initialised).
+    g.REFINE = True
+    # Side of the refinement residual before upsampling to the mask head's resolution.
+    g.REFINE_RESOLUTION = 14
+    # Weight of the refinement pixel loss (auxiliary images, relation stage).
+    g.REFINE_LOSS_WEIGHT = 1.0
+    # Use the refined masks at inference (False: the transferred masks, for ablations).
+    g.REFINE_AT_TEST = True
+    # Auxiliary images per batch cap their context pairs at this many (training).
+    g.AUX_PAIRS_PER_IMAGE = 64
 
 
 def validate_sgg_config(cfg: CN) -> None:

@@ -6,6 +6,7 @@ import os
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
+    DatasetMapper,
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
@@ -15,6 +16,13 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
 from ..data import SceneGraphDatasetMapper
+from ..data.joint_loader import (
+    TARGET,
+    SourceTaggedMapper,
+    build_aux_mapper,
+    build_joint_train_loader,
+    is_aux_dataset,
+)
 from ..evaluation import build_sgg_evaluator
 from ..utils.d2_compat import has_compiled_ops
 
@@ -44,6 +52,24 @@ def load_detector_weights(model, path: str) -> None:
     DetectionCheckpointer(model).load(path, checkpointables=[])
 
 
+def uses_aux_images(cfg) -> bool:
+    """Whether training mixes in ``DATASETS.AUX_TRAIN``: the joint detector always, a
+    relation model when its grounding refines masks (their only use in that stage)."""
+    if not cfg.DATASETS.AUX_TRAIN:
+        return False
+    if not is_scene_graph_model(cfg):
+        return True
+    g = cfg.MODEL.SGG.GROUNDING
+    if g.ENABLED and g.REFINE:
+        return True
+    logger.info(
+        "DATASETS.AUX_TRAIN %s only names the auxiliary classes: without "
+        "MODEL.SGG.GROUNDING.REFINE no auxiliary image is used in training",
+        cfg.DATASETS.AUX_TRAIN,
+    )
+    return False
+
+
 def _is_test_split(dataset_name: str) -> bool:
     meta = MetadataCatalog.get(dataset_name)
     return meta.get("split", None) == "test" or dataset_name.endswith("_test")
@@ -55,10 +81,15 @@ class SceneGraphTrainer(DefaultTrainer):
     - Detector configs (``GeneralizedRCNN``): Detectron2's default loaders; COCO box (and
       mask) AP, with the fast C++ COCOeval only when Detectron2's extension exists.
     - Relation configs (``SceneGraphRCNN``): ``SceneGraphDatasetMapper`` for training and
-      test; the evaluator given by the dataset's ``evaluator_type``; the detector loaded
+      test; the evaluator given by the dataset's ``evaluator_type`` (a dataset without
+      ``predicate_classes``, e.g. the auxiliary mask dataset: COCO mask AP); the detector loaded
       from ``MODEL.SGG.DETECTOR_WEIGHTS``; with ``TEST.EVAL_PERIOD > 0`` the checkpoint
       with the best ``TEST.SGG.BEST_CHECKPOINT_METRIC`` on the validation split is kept
       as ``model_best.pth`` (a test split is refused).
+
+    - Segmentation grounding: with ``DATASETS.AUX_TRAIN`` (joint detector, or grounding
+      with refinement) training batches mix both datasets (``build_joint_train_loader``,
+      ``DATASETS.AUX_FRACTION``); inputs say their ``"source"``.
 
     Gradient clipping (``SOLVER.CLIP_GRADIENTS``) and mixed precision (``SOLVER.AMP``)
     are Detectron2's own and honoured as configured.
@@ -75,17 +106,26 @@ class SceneGraphTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
-        if not is_scene_graph_model(cfg):
+        sgg = is_scene_graph_model(cfg)
+        target_mapper = SceneGraphDatasetMapper(cfg, True) if sgg else DatasetMapper(cfg, True)
+        if uses_aux_images(cfg):
+            return build_joint_train_loader(cfg, target_mapper, build_aux_mapper(cfg, True))
+        if not sgg:
             return super().build_train_loader(cfg)
-        return build_detection_train_loader(cfg, mapper=SceneGraphDatasetMapper(cfg, True))
+        return build_detection_train_loader(cfg, mapper=target_mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        if not is_scene_graph_model(cfg):
+        sgg, joint = is_scene_graph_model(cfg), bool(cfg.DATASETS.AUX_TRAIN)
+        if not (sgg or joint):
             return super().build_test_loader(cfg, dataset_name)
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=SceneGraphDatasetMapper(cfg, False)
-        )
+        if is_aux_dataset(dataset_name):
+            mapper = build_aux_mapper(cfg, False)  # keeps the GT boxes; tagged "aux"
+        else:
+            mapper = SceneGraphDatasetMapper(cfg, False) if sgg else DatasetMapper(cfg, False)
+            if joint:  # two datasets in play: say which one
+                mapper = SourceTaggedMapper(mapper, TARGET)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -98,10 +138,15 @@ class SceneGraphTrainer(DefaultTrainer):
         """
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        if is_scene_graph_model(cfg):
+        aux = is_aux_dataset(dataset_name)
+        if is_scene_graph_model(cfg) and not aux:
             return build_sgg_evaluator(cfg, dataset_name, output_folder)
+        if is_scene_graph_model(cfg):  # masks of a grounded model on auxiliary images
+            tasks = ("bbox", "segm") if cfg.MODEL.SGG.MODE == "sgdet" else ("segm",)
+        else:  # mask AP only where the dataset has masks (not on the target data)
+            tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON and aux else ("bbox",)
         return COCOEvaluator(
-            dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops()
+            dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=has_compiled_ops()
         )
 
     def build_hooks(self):

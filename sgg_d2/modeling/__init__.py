@@ -3,10 +3,12 @@
 - ``SceneGraphRCNN`` in ``META_ARCH_REGISTRY``;
 - ``build_vgg16_backbone`` in ``BACKBONE_REGISTRY``;
 - ``SceneGraphROIHeads`` in ``ROI_HEADS_REGISTRY``;
-- context models in ``CONTEXT_REGISTRY`` (one file per paper under ``context/``).
+- context models in ``CONTEXT_REGISTRY`` (one file per paper under ``context/``);
+- segmentation grounding: ``MaskTransferHead`` in ``ROI_MASK_HEAD_REGISTRY``
+  (``grounding/``), ``JointRCNN`` / ``JointROIHeads`` (joint detector pretraining).
 """
 
-from . import backbone, context  # noqa: F401  (register the backbone and context models)
+from . import backbone, context, grounding, joint_detector  # noqa: F401  (registration)
 from .context.build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs, build_context_model
 from .meta_arch import SceneGraphRCNN
 from .roi_heads import SceneGraphROIHeads

@@ -4,9 +4,11 @@ from typing import Dict, List
 
 import torch
 from detectron2.config import configurable
+from detectron2.layers import paste_masks_in_image
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Instances
 
+from ..data.joint_loader import AUX, TARGET, split_by_source
 from ..structures import Relations
 
 __all__ = ["SceneGraphRCNN"]
@@ -22,6 +24,12 @@ class SceneGraphRCNN(GeneralizedRCNN):
 
     Output per image: ``{"instances": Instances, "relations": Relations}`` with boxes in
     the original image's coordinates (the output contract of ``sgg_d2.evaluation``).
+
+    With segmentation grounding, instances also hold ``pred_masks`` (pasted at the original
+    resolution), and inputs whose ``"source"`` is ``"aux"`` (auxiliary mask dataset, see
+    ``sgg_d2.data.joint_loader``) go to ``roi_heads.forward_aux``: they only add the mask
+    refinement loss in training and give ``{"instances"}`` (auxiliary classes, masks) at
+    inference.
 
     With ``freeze_detector`` the backbone, RPN and box head get no gradient and stay in
     eval mode (normalisation statistics and proposal settings of inference).
@@ -47,6 +55,8 @@ class SceneGraphRCNN(GeneralizedRCNN):
         mods = [self.backbone, self.proposal_generator, heads.box_head, heads.box_predictor]
         if heads.mask_on:
             mods.append(heads.mask_head)
+        if getattr(heads, "aux_box_predictor", None) is not None:
+            mods.append(heads.aux_box_predictor)
         return mods
 
     def train(self, mode: bool = True):
@@ -56,12 +66,12 @@ class SceneGraphRCNN(GeneralizedRCNN):
                 module.train(False)
         return self
 
-    def _run(self, batched_inputs: List[Dict]):
+    def _run(self, batched_inputs: List[Dict], source: str = TARGET):
         images = self.preprocess_image(batched_inputs)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_detector):
             features = self.backbone(images.tensor)
             proposals = None
-            if self.roi_heads.mode == "sgdet":
+            if self.roi_heads.mode == "sgdet" and not (source == AUX and self.training):
                 was_training = self.proposal_generator.training
                 self.proposal_generator.train(False)  # proposals only, no RPN loss
                 proposals, _ = self.proposal_generator(images, features, None)
@@ -69,6 +79,8 @@ class SceneGraphRCNN(GeneralizedRCNN):
         targets = relations = None
         if "instances" in batched_inputs[0]:
             targets = [x["instances"].to(self.device) for x in batched_inputs]
+        if source == AUX:
+            return self.roi_heads.forward_aux(images, features, proposals, targets), images
         if "relations" in batched_inputs[0]:
             relations = [x["relations"].to(self.device) for x in batched_inputs]
         return self.roi_heads(images, features, proposals, targets, relations), images
@@ -77,13 +89,28 @@ class SceneGraphRCNN(GeneralizedRCNN):
         """Training: dict of losses. Inference: list of per-image output dicts."""
         if not self.training:
             return self.inference(batched_inputs)
-        (_, losses), _ = self._run(batched_inputs)
+        groups = split_by_source(batched_inputs)
+        losses = {}
+        for source, idx in groups.items():
+            if idx:
+                (_, group_losses), _ = self._run([batched_inputs[i] for i in idx], source)
+                losses.update(group_losses)
+        grounding = getattr(self.roi_heads, "grounding", None)
+        if not groups[AUX] and grounding is not None and grounding.refines:
+            # same loss keys in every iteration (and every worker), refinement in the graph
+            losses["loss_mask_refine"] = sum(p.sum() for p in grounding.refiner.parameters()) * 0
         return losses
 
     def inference(self, batched_inputs: List[Dict], do_postprocess: bool = True):
-        """Per image ``{"instances", "relations"}``; boxes rescaled to the original size."""
+        """Per image ``{"instances", "relations"}`` (auxiliary inputs: ``{"instances"}``);
+        boxes (and masks) rescaled to the original size."""
         assert not self.training
-        (results, _), images = self._run(batched_inputs)
+        results: List[Dict] = [{} for _ in batched_inputs]
+        for source, idx in split_by_source(batched_inputs).items():
+            if idx:
+                (group, _), _ = self._run([batched_inputs[i] for i in idx], source)
+                for i, result in zip(idx, group):
+                    results[i] = result
         if not do_postprocess:
             return results
         for result, inputs in zip(results, batched_inputs):
@@ -93,7 +120,8 @@ class SceneGraphRCNN(GeneralizedRCNN):
                 inputs.get("width", inst.image_size[1]),
             )
             result["instances"] = rescale_instances(inst, size)
-            result["relations"] = Relations(size, **result["relations"].get_fields())
+            if "relations" in result:
+                result["relations"] = Relations(size, **result["relations"].get_fields())
         return results
 
 
@@ -101,11 +129,15 @@ def rescale_instances(instances: Instances, size) -> Instances:
     """Boxes from the network's input frame to an image of ``size`` (height, width).
 
     Unlike Detectron2's ``detector_postprocess`` no instance is dropped (relations index
-    them), boxes are only clipped.
+    them), boxes are only clipped. Box-frame ``pred_masks`` (N, 1, M, M) are pasted into
+    the image with Detectron2's ``paste_masks_in_image`` (threshold 0.5): (N, H, W) bool.
     """
     out = Instances(size, **instances.get_fields())
     boxes = out.pred_boxes.clone()
     boxes.scale(size[1] / instances.image_size[1], size[0] / instances.image_size[0])
+    if out.has("pred_masks"):
+        # paste with the unclipped boxes: the mask grid spans the whole predicted box
+        out.pred_masks = paste_masks_in_image(out.pred_masks[:, 0, :, :], boxes, size)
     boxes.clip(size)
     out.pred_boxes = boxes
     return out

@@ -7,6 +7,12 @@ The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
 - ``sgdet``: objects are the detector's detections (per-class NMS, at most
   ``TEST.DETECTIONS_PER_IMAGE``, or ``MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE`` in training),
   assigned to GT objects by IoU >= ``MODEL.SGG.MATCH_IOU_THRESHOLD`` and equal label.
+
+With ``MODEL.SGG.GROUNDING.ENABLED`` (segmentation grounding, ``grounding/``) the mask head
+(``MaskTransferHead``, auxiliary classes) gives every object a mask; the hooks
+:meth:`_ground` / :meth:`_run_context` ground the context's inputs, outputs get
+``pred_masks``, and :meth:`forward_aux` handles images of the auxiliary mask dataset.
+Without it the behaviour is exactly the plain relation stage.
 """
 
 from typing import Dict, List, Optional
@@ -18,7 +24,8 @@ from detectron2.structures import Boxes, Instances
 
 from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
-from .context.build import ContextInputs, build_context_model
+from .context.build import ContextInputs, ContextOutputs, build_context_model
+from .grounding import SegmentationGrounding, build_grounding, mask_instances
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
@@ -50,6 +57,8 @@ class SceneGraphROIHeads(StandardROIHeads):
         obj_loss_weight: float = 1.0,
         rel_loss_weight: float = 1.0,
         extra_losses=(),
+        grounding: Optional[SegmentationGrounding] = None,
+        aux_box_predictor: Optional[torch.nn.Module] = None,
         **kwargs,
     ):
         """
@@ -59,6 +68,9 @@ class SceneGraphROIHeads(StandardROIHeads):
             union_features: extractor of union-box features.
             relation_predictor: pair features -> (R, P + 1) logits.
             extra_losses: modules of ``RELATION_LOSS_REGISTRY`` added in training.
+            grounding: segmentation grounding (needs the ``MaskTransferHead``), or None.
+            aux_box_predictor: box predictor over the auxiliary classes (grounding: SGCls /
+                SGDet masks on auxiliary images), or None.
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -75,6 +87,8 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.obj_loss_weight = obj_loss_weight
         self.rel_loss_weight = rel_loss_weight
         self.extra_losses = torch.nn.ModuleList(extra_losses)
+        self.grounding = grounding
+        self.aux_box_predictor = aux_box_predictor
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -110,15 +124,19 @@ class SceneGraphROIHeads(StandardROIHeads):
             rel_loss_weight=sgg.REL_LOSS_WEIGHT,
             extra_losses=build_relation_losses(cfg),
         )
+        if sgg.GROUNDING.ENABLED:
+            ret.update(build_grounding(cfg, ret, context, sgg.UNION_DIM, input_shape))
         return ret
 
     # ---------------------------------------------------------------- objects
-    def _detect(self, features, proposals: List[Instances]) -> List[Instances]:
-        """SGDet objects: the frozen detector's post-NMS detections."""
+    def _detect(self, features, proposals: List[Instances], predictor=None) -> List[Instances]:
+        """SGDet objects: the frozen detector's post-NMS detections (``predictor``: another
+        box predictor on the same box head, e.g. the auxiliary one)."""
+        predictor = predictor or self.box_predictor
         with torch.no_grad():
             maps = [features[f] for f in self.box_in_features]
             feats = self.box_head(self.box_pooler(maps, [p.proposal_boxes for p in proposals]))
-            detections, _ = self.box_predictor.inference(self.box_predictor(feats), proposals)
+            detections, _ = predictor.inference(predictor(feats), proposals)
         if self.training:
             detections = [d[: self.train_detections_per_image] for d in detections]
         return detections
@@ -205,18 +223,100 @@ class SceneGraphROIHeads(StandardROIHeads):
             inputs.gt_instances = targets
             inputs.obj_gt_classes = self._object_targets(obj_to_gt, targets)
             inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
-        if self.context.needs_union_features:
-            inputs.union_features = self.union_features(features, boxes, pairs, inputs.image_sizes)
-        out = self.context(inputs)
+        state = self._ground(features, boxes, inputs)
+        out = self._run_context(features, boxes, pairs, inputs, state)
         labels = gt_labels if gt_labels is not None else out.obj_logits.argmax(1)
         rel_logits = self.relation_predictor(
             out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
         )
         if not self.training:
-            return scene_graph_outputs(
+            results = scene_graph_outputs(
                 boxes, inputs.image_sizes, out.obj_logits, gt_labels, pairs, rel_logits
-            ), {}
+            )
+            if state is not None:
+                self.grounding.attach_target_masks(
+                    results, state, out.obj_repr, labels, self.mask_head
+                )
+            return results, {}
         return {}, self._losses(inputs, out, rel_logits, pair_labels)
+
+    # -------------------------------------------------------------- grounding
+    def _ground(self, features, boxes, inputs: ContextInputs):
+        """Grounding hook: auxiliary mask logits and transferred masks (None when off)."""
+        if self.grounding is None:
+            return None
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._detector_trainable()):
+            maps = [features[f] for f in self.mask_in_features]
+            aux = self.mask_head.layers(self.mask_pooler(maps, [Boxes(b) for b in boxes]))
+        return self.grounding.objects(aux, self.mask_head, inputs.obj_logits, inputs.gt_labels)
+
+    def _run_context(self, features, boxes, pairs, inputs, state) -> ContextOutputs:
+        """Union features when needed, grounded nodes/edges when ``state``, the context."""
+        if state is not None:
+            inputs.obj_features = self.grounding.node_features(inputs.obj_features, state)
+        if self.context.needs_union_features:
+            inputs.union_features = self.union_features(features, boxes, pairs, inputs.image_sizes)
+            if state is not None:
+                inputs.union_features = self.grounding.edge_features(
+                    inputs.union_features, state, inputs.boxes, inputs.pairs
+                )
+        return self.context(inputs)
+
+    def forward_aux(self, images, features, proposals, targets):
+        """Images of the auxiliary mask dataset (segmentation grounding only).
+
+        Training: objects are the GT boxes, and the only loss is the refinement pixel loss
+        ``loss_mask_refine``. Inference: objects by mode (PredCls: GT boxes and classes;
+        SGCls: GT boxes, auxiliary box classifier; SGDet: auxiliary detections), each with
+        its (refined, if enabled) mask of its auxiliary class.
+
+        Returns:
+            Like :meth:`forward`: ``({}, losses)`` or ``(list of {"instances"}, {})``.
+        """
+        if self.grounding is None:
+            raise ValueError("auxiliary-dataset inputs need MODEL.SGG.GROUNDING.ENABLED")
+        if self.training and not self.grounding.refines:
+            raise ValueError("auxiliary images in training need MODEL.SGG.GROUNDING.REFINE")
+        boxes, classes, scores = self._aux_objects(features, proposals, targets)
+        pairs = [self._aux_pairs(len(b), b.device) for b in boxes]
+        inputs = self._context_inputs(features, boxes, pairs, list(images.image_sizes), None)
+        state = self._ground(features, boxes, inputs)
+        logits = state.aux_logits
+        if self.training or (self.grounding.refines and self.grounding.refine_at_test):
+            out = self._run_context(features, boxes, pairs, inputs, state)
+            logits = self.grounding.refine(logits, out.obj_repr)
+        if not self.training:
+            return mask_instances(boxes, classes, scores, logits, inputs.image_sizes), {}
+        size = logits.shape[-1]
+        gt = [t.gt_masks.crop_and_resize(t.gt_boxes.tensor, size) for t in targets]
+        return {}, self.grounding.refine_loss(logits, classes, torch.cat(gt).to(logits.dtype))
+
+    def _aux_objects(self, features, proposals, targets):
+        """Auxiliary images: per image boxes, and (N,) auxiliary classes and scores."""
+        if self.mode == "sgdet" and not self.training:
+            dets = self._detect(features, proposals, self.aux_box_predictor)
+            classes = torch.cat([d.pred_classes for d in dets])
+            return [d.pred_boxes.tensor for d in dets], classes, torch.cat([d.scores for d in dets])
+        if targets is None:
+            raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
+        boxes = [t.gt_boxes.tensor for t in targets]
+        classes = torch.cat([t.gt_classes for t in targets])
+        scores = torch.ones(len(classes), device=classes.device)
+        if self.mode == "sgcls" and not self.training:
+            with torch.no_grad():
+                maps = [features[f] for f in self.box_in_features]
+                feats = self.box_head(self.box_pooler(maps, [Boxes(b) for b in boxes]))
+                probs = self.aux_box_predictor(feats)[0].softmax(dim=1)[:, :-1]
+            scores, classes = probs.max(dim=1)
+        return boxes, classes, scores
+
+    def _aux_pairs(self, num_objects: int, device) -> torch.Tensor:
+        """All ordered pairs; at most ``aux_pairs_per_image`` random ones in training."""
+        pairs = all_ordered_pairs(num_objects, device=device)
+        cap = self.grounding.aux_pairs_per_image
+        if self.training and len(pairs) > cap:
+            pairs = pairs[torch.randperm(len(pairs), device=device)[:cap]]
+        return pairs
 
     def _context_inputs(self, features, boxes, pairs, image_sizes, gt_labels) -> ContextInputs:
         obj_feats, det_logits = self._object_features(features, boxes)

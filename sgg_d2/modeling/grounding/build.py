@@ -1,0 +1,48 @@
+"""Construction helpers shared by the relation stage and the joint detector."""
+
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+from .module import SegmentationGrounding
+
+__all__ = ["with_num_classes", "build_aux_box_predictor", "build_grounding"]
+
+
+def with_num_classes(cfg, num_classes: int):
+    """A copy of ``cfg`` with ``MODEL.ROI_HEADS.NUM_CLASSES = num_classes`` (to build
+    Detectron2 heads over the auxiliary classes from the same settings)."""
+    out = cfg.clone()
+    out.defrost()
+    out.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    out.freeze()
+    return out
+
+
+def build_aux_box_predictor(cfg, box_head_shape) -> FastRCNNOutputLayers:
+    """Detectron2's box predictor over ``MODEL.SGG.GROUNDING.AUX_NUM_CLASSES`` classes."""
+    aux_cfg = with_num_classes(cfg, cfg.MODEL.SGG.GROUNDING.AUX_NUM_CLASSES)
+    return FastRCNNOutputLayers(aux_cfg, box_head_shape)
+
+
+def build_grounding(cfg, roi_heads_kwargs: dict, context, union_dim: int, input_shape) -> dict:
+    """Grounding arguments of ``SceneGraphROIHeads`` (``grounding``, ``aux_box_predictor``).
+
+    Args:
+        roi_heads_kwargs: the ROI heads' ``from_config`` dict so far (box and mask heads).
+        context: the built context model (its ``obj_repr`` width sizes the refinement).
+        union_dim: width of the union-box features.
+        input_shape: the ROI heads' input shapes (backbone map name -> ``ShapeSpec``).
+
+    Raises:
+        ValueError: the mask head is missing or cannot transfer masks.
+    """
+    mask_head = roi_heads_kwargs.get("mask_head")
+    if mask_head is None or not hasattr(mask_head, "transfer"):
+        raise ValueError(
+            "MODEL.SGG.GROUNDING.ENABLED needs MODEL.MASK_ON: True and "
+            "MODEL.ROI_MASK_HEAD.NAME: 'MaskTransferHead'"
+        )
+    shape = roi_heads_kwargs["box_head"].output_shape
+    return {
+        "grounding": SegmentationGrounding(cfg, shape.channels, union_dim, context, input_shape),
+        "aux_box_predictor": build_aux_box_predictor(cfg, shape),
+    }
