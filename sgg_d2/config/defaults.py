@@ -86,6 +86,9 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.RELDN = CN()
     # Hidden size of the spatial module's MLP.
     cfg.MODEL.SGG.RELDN.SPATIAL_DIM = 64
+    # Add the subject-only and object-only logit branches (the paper's skip connections);
+    # False for the ablation.
+    cfg.MODEL.SGG.RELDN.SKIP_CONNECTIONS = True
 
     cfg.MODEL.SGG.CONTRASTIVE = CN()
     # Graphical contrastive losses (RelDN): weights lambda_1..3 of the class-agnostic,

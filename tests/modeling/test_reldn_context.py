@@ -158,6 +158,10 @@ def test_built_from_config():
     assert isinstance(model, RelDNContext) and model.needs_union_features
     assert model.pair_dim == 7 + 2 * OBJ_DIM + 9
     assert model.spatial[0].out_features == 9
+    cfg.MODEL.SGG.RELDN.SKIP_CONNECTIONS = False
+    ablated = build_context_model(cfg, OBJ_DIM, UNION_DIM)
+    assert list(ablated.blocks) == ["visual_joint", "spatial"]
+    assert ablated.pair_dim == 7 + 9
 
 
 def test_bad_inputs():

@@ -155,6 +155,7 @@ class RelDNContext(nn.Module):
             "union_dim": union_dim,
             "hidden_dim": m.CONTEXT_HIDDEN_DIM,
             "spatial_dim": m.RELDN.SPATIAL_DIM,
+            "skip_connections": m.RELDN.SKIP_CONNECTIONS,
             "dropout": m.CONTEXT_DROPOUT,
         }
 
