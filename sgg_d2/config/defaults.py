@@ -46,6 +46,11 @@ def add_sgg_config(cfg: CN) -> CN:
     # Union-box features: output size, and pairs pooled at once (bounds peak memory).
     cfg.MODEL.SGG.UNION_DIM = 1024
     cfg.MODEL.SGG.UNION_CHUNK_SIZE = 1024
+    cfg.MODEL.SGG.RELATION_BACKBONE = CN()
+    # Pool union-box (predicate) features from a separate backbone of the detector's
+    # architecture, initialised from MODEL.SGG.DETECTOR_WEIGHTS and trained with the relation
+    # stage (RelDN); subject/object features stay the frozen detector's. Any context model.
+    cfg.MODEL.SGG.RELATION_BACKBONE.ENABLED = False
     # Context models: class/box embedding size, hidden size, dropout.
     cfg.MODEL.SGG.EMBED_DIM = 128
     cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 256
@@ -95,6 +100,14 @@ def add_sgg_config(cfg: CN) -> CN:
     # entity-class-aware and predicate-class-aware losses, and their margins alpha_1..3.
     cfg.MODEL.SGG.CONTRASTIVE.WEIGHTS = (1.0, 0.5, 0.1)
     cfg.MODEL.SGG.CONTRASTIVE.MARGINS = (0.2, 0.2, 0.2)
+    # Per-loss switches (ablation of L1 / L2 / L3 without editing WEIGHTS).
+    cfg.MODEL.SGG.CONTRASTIVE.USE_L1 = True
+    cfg.MODEL.SGG.CONTRASTIVE.USE_L2 = True
+    cfg.MODEL.SGG.CONTRASTIVE.USE_L3 = True
+    # Anchors (GT entities with a relation) drawn per image and side, independently of the
+    # cross-entropy sample; every candidate pair of an anchor goes to the losses (RelDN's
+    # release: 128). 0 = groups formed within the cross-entropy sample only (ablation).
+    cfg.MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE = 128
 
     cfg.MODEL.SGG.FNET = CN()
     # Subgraph clustering: NMS IoU threshold on pair union boxes.

@@ -24,6 +24,7 @@ from ..data.joint_loader import (
     is_aux_dataset,
 )
 from ..evaluation import build_sgg_evaluator
+from ..modeling.relation.union_features import copy_detector_backbone
 from ..utils.d2_compat import has_compiled_ops
 
 __all__ = ["SceneGraphTrainer", "is_scene_graph_model", "load_detector_weights"]
@@ -50,6 +51,8 @@ def load_detector_weights(model, path: str) -> None:
         )
     logger.info("Loading detector weights for the relation stage from %s", path)
     DetectionCheckpointer(model).load(path, checkpointables=[])
+    if copy_detector_backbone(model):  # MODEL.SGG.RELATION_BACKBONE starts as the detector's
+        logger.info("Relation backbone initialised from the detector backbone of %s", path)
 
 
 def uses_aux_images(cfg) -> bool:

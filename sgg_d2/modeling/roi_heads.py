@@ -31,8 +31,8 @@ from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
 from .relation.postprocess import scene_graph_outputs
 from .relation.predictor import RelationPredictor
-from .relation.sampling import match_to_gt, pair_targets, sample_pairs
-from .relation.union_features import UnionFeatureExtractor
+from .relation.sampling import match_to_gt, pair_targets, training_pairs
+from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
 from .statistics import training_statistics
 
 __all__ = ["SceneGraphROIHeads"]
@@ -87,6 +87,10 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.obj_loss_weight = obj_loss_weight
         self.rel_loss_weight = rel_loss_weight
         self.extra_losses = torch.nn.ModuleList(extra_losses)
+        # contrastive anchors drawn per image and side (0: none), asked for by an extra loss
+        self.anchors_per_image = max(
+            [int(getattr(loss, "anchors_per_image", 0)) for loss in extra_losses] + [0]
+        )
         self.grounding = grounding
         self.aux_box_predictor = aux_box_predictor
 
@@ -104,6 +108,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
             chunk_size=sgg.UNION_CHUNK_SIZE,
+            backbone=build_relation_backbone(cfg),
         )
         context = build_context_model(cfg, ret["box_head"].output_shape.channels, sgg.UNION_DIM)
         freq = training_statistics(cfg)["freq_tensor"] if sgg.USE_FREQUENCY_BIAS else None
@@ -178,17 +183,35 @@ class SceneGraphROIHeads(StandardROIHeads):
 
     # ------------------------------------------------------------------ pairs
     def _pairs(self, boxes, obj_to_gt, targets, relations):
-        """Per image local pairs and (training) their labels, sampled."""
+        """Per image local pairs and (training) their labels, sampled.
+
+        Returns ``(pairs, labels, sampling)``; in training ``sampling`` holds per image
+        every candidate pair (``all_pairs``) with its labels, the rows of the run pairs in
+        them (``pair_index``), the L0 mask (``ce_mask``) and the contrastive anchors
+        (``anchors``), see ``training_pairs``; None at inference (all pairs are run).
+        """
         pairs, labels = [], []
+        sampling = {k: [] for k in ("all_pairs", "all_labels", "pair_index", "ce_mask", "anchors")}
         for i, b in enumerate(boxes):
             p = all_ordered_pairs(len(b), device=b.device)
             if self.training:
                 y = pair_targets(p, obj_to_gt[i], relations[i], len(targets[i]))
-                keep = sample_pairs(y, self.rel_batch_size_per_image, self.rel_positive_fraction)
-                p, y = p[keep], y[keep]
-                labels.append(y)
+                keep, ce_mask, anchors = training_pairs(
+                    y,
+                    p,
+                    obj_to_gt[i],
+                    self.rel_batch_size_per_image,
+                    self.rel_positive_fraction,
+                    self.anchors_per_image,
+                )
+                for k, v in zip(sampling, (p, y, keep, ce_mask, anchors)):
+                    sampling[k].append(v)
+                p = p[keep]
+                labels.append(y[keep])
             pairs.append(p)
-        return pairs, (torch.cat(labels) if self.training else None)
+        if not self.training:
+            return pairs, None, None
+        return pairs, torch.cat(labels), sampling
 
     # ---------------------------------------------------------------- forward
     def forward(
@@ -217,8 +240,10 @@ class SceneGraphROIHeads(StandardROIHeads):
         if self.mode != "sgdet" and targets is None:
             raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
         boxes, gt_labels, obj_to_gt = self._objects(features, proposals, targets)
-        pairs, pair_labels = self._pairs(boxes, obj_to_gt, targets, relations)
-        inputs = self._context_inputs(features, boxes, pairs, list(images.image_sizes), gt_labels)
+        pairs, pair_labels, sampling = self._pairs(boxes, obj_to_gt, targets, relations)
+        inputs = self._context_inputs(
+            features, boxes, pairs, list(images.image_sizes), gt_labels, images.tensor, sampling
+        )
         if self.training:
             inputs.gt_instances = targets
             inputs.obj_gt_classes = self._object_targets(obj_to_gt, targets)
@@ -255,7 +280,9 @@ class SceneGraphROIHeads(StandardROIHeads):
         if state is not None:
             inputs.obj_features = self.grounding.node_features(inputs.obj_features, state)
         if self.context.needs_union_features:
-            inputs.union_features = self.union_features(features, boxes, pairs, inputs.image_sizes)
+            inputs.union_features = self.union_features(
+                features, boxes, pairs, inputs.image_sizes, images=inputs.images
+            )
             if state is not None:
                 inputs.union_features = self.grounding.edge_features(
                     inputs.union_features, state, inputs.boxes, inputs.pairs
@@ -279,7 +306,9 @@ class SceneGraphROIHeads(StandardROIHeads):
             raise ValueError("auxiliary images in training need MODEL.SGG.GROUNDING.REFINE")
         boxes, classes, scores = self._aux_objects(features, proposals, targets)
         pairs = [self._aux_pairs(len(b), b.device) for b in boxes]
-        inputs = self._context_inputs(features, boxes, pairs, list(images.image_sizes), None)
+        inputs = self._context_inputs(
+            features, boxes, pairs, list(images.image_sizes), None, images.tensor
+        )
         state = self._ground(features, boxes, inputs)
         logits = state.aux_logits
         if self.training or (self.grounding.refines and self.grounding.refine_at_test):
@@ -318,24 +347,45 @@ class SceneGraphROIHeads(StandardROIHeads):
             pairs = pairs[torch.randperm(len(pairs), device=device)[:cap]]
         return pairs
 
-    def _context_inputs(self, features, boxes, pairs, image_sizes, gt_labels) -> ContextInputs:
+    def _context_inputs(
+        self, features, boxes, pairs, image_sizes, gt_labels, images=None, sampling=None
+    ) -> ContextInputs:
+        """``ContextInputs`` of the batch; ``sampling`` (training, from :meth:`_pairs`) adds
+        every candidate pair (``all_pairs``), the L0 mask and the contrastive anchors."""
         obj_feats, det_logits = self._object_features(features, boxes)
         offsets = torch.tensor([0] + [len(b) for b in boxes[:-1]], device=obj_feats.device)
-        return ContextInputs(
+        offsets = offsets.cumsum(0)
+        inputs = ContextInputs(
             obj_features=obj_feats,
             obj_logits=det_logits,
             box_layout=torch.cat([box_layout(b, s) for b, s in zip(boxes, image_sizes)]),
             boxes=torch.cat(boxes),
             num_objs=[len(b) for b in boxes],
-            pairs=torch.cat([p + o for p, o in zip(pairs, offsets.cumsum(0))]),
+            pairs=torch.cat([p + o for p, o in zip(pairs, offsets)]),
             num_pairs=[len(p) for p in pairs],
             gt_labels=gt_labels,
             features=features,
             image_sizes=image_sizes,
+            images=images,
         )
+        if sampling is not None:
+            all_pairs = sampling["all_pairs"]
+            starts = [0] + [len(p) for p in all_pairs[:-1]]
+            starts = torch.tensor(starts, device=obj_feats.device).cumsum(0)
+            inputs.all_pairs = torch.cat([p + o for p, o in zip(all_pairs, offsets)])
+            inputs.all_pair_labels = torch.cat(sampling["all_labels"])
+            inputs.num_all_pairs = [len(p) for p in all_pairs]
+            inputs.pair_index = torch.cat([k + s for k, s in zip(sampling["pair_index"], starts)])
+            inputs.ce_mask = torch.cat(sampling["ce_mask"])
+            if self.anchors_per_image > 0:
+                inputs.contrastive_anchors = torch.cat(sampling["anchors"])
+        return inputs
 
     def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels):
-        losses = {"loss_relation": self.rel_loss_weight * relation_loss(rel_logits, pair_labels)}
+        ce = inputs.ce_mask if inputs.ce_mask is not None else slice(None)  # the L0 sample
+        losses = {
+            "loss_relation": self.rel_loss_weight * relation_loss(rel_logits[ce], pair_labels[ce])
+        }
         if inputs.gt_labels is None and out.obj_logits.requires_grad:
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
                 out.obj_logits, inputs.obj_gt_classes

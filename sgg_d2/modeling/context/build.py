@@ -51,6 +51,24 @@ class ContextInputs:
             the batch (offset per image), -1 if none; identifies entity instances.
         gt_instances: training only: per image the GT ``Instances`` (``gt_boxes``,
             ``gt_classes``), e.g. for image-level multi-label targets.
+        images: (B, 3, H, W) the normalised, padded network input (e.g. for a relation
+            backbone); None where the caller has no images.
+        all_pairs: training only: (M, 2) int64 EVERY candidate (subject, object) pair of each
+            image (global object indices, images in order), independent of the sample in
+            ``pairs`` (e.g. clustering on all pairs, contrastive anchors).
+        all_pair_labels: training only: (M,) int64 label of each of ``all_pairs`` (0 =
+            background, p + 1 = predicate p).
+        num_all_pairs: training only: candidate pairs per image; sums to M.
+        pair_index: training only: (R,) int64 row of ``all_pairs`` of each row of ``pairs``.
+        ce_mask: training only: (R,) bool, rows of ``pairs`` in the cross-entropy (L0)
+            sample; None means all of them. Rows outside it are there for another loss
+            (the contrastive anchors' pairs).
+        contrastive_anchors: training only: (N, 2) bool, whether each object is a sampled
+            contrastive anchor as subject (column 0) / as object (column 1); every candidate
+            pair of an anchor is in ``pairs``. None: no anchor sampling.
+        relation_predictor: training only: the shared predicate classifier, ``(pair_features
+            (R, pair_dim), subject labels (R,), object labels (R,)) -> (R, P + 1)`` logits,
+            for losses that score other pair features (VCTree's REINFORCE reward).
     """
 
     obj_features: torch.Tensor
@@ -67,6 +85,14 @@ class ContextInputs:
     obj_gt_classes: Optional[torch.Tensor] = None
     obj_gt_index: Optional[torch.Tensor] = None
     gt_instances: Optional[list] = None
+    images: Optional[torch.Tensor] = None
+    all_pairs: Optional[torch.Tensor] = None
+    all_pair_labels: Optional[torch.Tensor] = None
+    num_all_pairs: Optional[List[int]] = None
+    pair_index: Optional[torch.Tensor] = None
+    ce_mask: Optional[torch.Tensor] = None
+    contrastive_anchors: Optional[torch.Tensor] = None
+    relation_predictor: Optional[torch.nn.Module] = None
 
 
 @dataclass

@@ -5,11 +5,19 @@ Relation labels use the project's internal convention: ``0`` = background (no re
 any other.
 """
 
+from typing import Tuple
+
 import torch
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, pairwise_iou
 
-__all__ = ["match_to_gt", "pair_targets", "sample_pairs"]
+__all__ = [
+    "match_to_gt",
+    "pair_targets",
+    "sample_pairs",
+    "sample_contrastive_anchors",
+    "training_pairs",
+]
 
 
 def match_to_gt(
@@ -78,3 +86,76 @@ def sample_pairs(labels: torch.Tensor, batch_size: int, positive_fraction: float
     """
     pos, neg = subsample_labels(labels, batch_size, positive_fraction, 0)
     return torch.cat([pos, neg])
+
+
+def sample_contrastive_anchors(
+    pairs: torch.Tensor, labels: torch.Tensor, obj_to_gt: torch.Tensor, per_side: int
+) -> torch.Tensor:
+    """Sample the anchors of the graphical contrastive losses, independently of the L0 sample.
+
+    An anchor is a GT entity instance taking part in at least one related candidate pair,
+    as subject (column 0) or as object (column 1); at most ``per_side`` of them are drawn
+    uniformly per side (RelDN's release: 128). Every object matched to a drawn entity is
+    marked, so that *all* candidate pairs of the anchor (its positives and every negative,
+    the hardest one included) can be given to the losses.
+
+    Args:
+        pairs: (M, 2) int64 all candidate (subject, object) pairs of one image (local).
+        labels: (M,) int64 their labels (0 = background).
+        obj_to_gt: (N,) int64 GT index of each object, -1 if unmatched.
+        per_side: anchors drawn per side; <= 0 draws none.
+
+    Returns:
+        (N, 2) bool: object i belongs to a drawn subject anchor / object anchor.
+    """
+    out = torch.zeros((len(obj_to_gt), 2), dtype=torch.bool, device=obj_to_gt.device)
+    if per_side <= 0 or len(pairs) == 0:
+        return out
+    related = labels > 0
+    for side in (0, 1):
+        entities = torch.unique(obj_to_gt[pairs[related, side]])
+        entities = entities[entities >= 0]
+        if len(entities) > per_side:
+            perm = torch.randperm(len(entities), device=entities.device)[:per_side]
+            entities = entities[perm]
+        out[:, side] = torch.isin(obj_to_gt, entities)
+    return out
+
+
+def training_pairs(
+    labels: torch.Tensor,
+    pairs: torch.Tensor,
+    obj_to_gt: torch.Tensor,
+    batch_size: int,
+    positive_fraction: float,
+    anchors_per_side: int = 0,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pairs of one training image a relation model is run on.
+
+    The cross-entropy (L0) sample (:func:`sample_pairs`), plus, when ``anchors_per_side``
+    > 0, every candidate pair of the contrastive anchors
+    (:func:`sample_contrastive_anchors`), drawn independently of the L0 sample.
+
+    Args:
+        labels: (M,) labels of all candidate ``pairs`` (M, 2) of the image.
+        obj_to_gt: (N,) GT index of each object (-1 unmatched).
+        batch_size, positive_fraction: the L0 sample.
+        anchors_per_side: contrastive anchors per side (0: none).
+
+    Returns:
+        ``keep`` (R,) int64 rows of ``pairs`` to run the model on (sorted; without anchors
+        the L0 sample in its own order), ``ce_mask`` (R,) bool the rows in the L0 sample,
+        ``anchors`` (N, 2) bool (see :func:`sample_contrastive_anchors`).
+    """
+    ce = sample_pairs(labels, batch_size, positive_fraction)
+    anchors = sample_contrastive_anchors(pairs, labels, obj_to_gt, anchors_per_side)
+    if anchors_per_side <= 0:  # the L0 sample alone, in its order (positives first)
+        return ce, torch.ones(len(ce), dtype=torch.bool, device=ce.device), anchors
+    in_run = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    in_run[ce] = True
+    if len(pairs):
+        in_run |= anchors[pairs[:, 0], 0] | anchors[pairs[:, 1], 1]
+    keep = in_run.nonzero().flatten()
+    in_ce = torch.zeros_like(in_run)
+    in_ce[ce] = True
+    return keep, in_ce[keep], anchors

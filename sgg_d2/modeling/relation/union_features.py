@@ -1,15 +1,22 @@
-"""Union-box RoI features of object pairs, computed in chunks to bound memory."""
+"""Union-box RoI features of object pairs, computed in chunks to bound memory.
 
-from typing import Dict, List
+Optionally pooled from a separate *relation backbone* (``MODEL.SGG.RELATION_BACKBONE``,
+RelDN's "conv body rel"): a second copy of the detector's backbone, initialised from the
+detector checkpoint (:func:`copy_detector_backbone`) and trained with the relation stage,
+while object features keep coming from the frozen detector.
+"""
+
+from typing import Dict, List, Optional
 
 import torch
+from detectron2.modeling import build_backbone
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes
 from torch import nn
 
 from .geometry import PAIR_GEOMETRY_DIM, pair_geometry, union_boxes
 
-__all__ = ["UnionFeatureExtractor"]
+__all__ = ["UnionFeatureExtractor", "build_relation_backbone", "copy_detector_backbone"]
 
 
 class UnionFeatureExtractor(nn.Module):
@@ -30,6 +37,7 @@ class UnionFeatureExtractor(nn.Module):
         sampling_ratio: int = 0,
         pooler_type: str = "ROIAlignV2",
         chunk_size: int = 1024,
+        backbone: Optional[nn.Module] = None,
     ):
         """
         Args:
@@ -38,8 +46,11 @@ class UnionFeatureExtractor(nn.Module):
             in_channels: channels of the feature maps.
             out_dim: size of the returned feature of each pair.
             chunk_size: pairs pooled at once.
+            backbone: the relation backbone (same architecture as the detector's, giving
+                ``in_features``), or None to pool from the detector's maps.
         """
         super().__init__()
+        self.backbone = backbone
         self.in_features = list(in_features)
         self.chunk_size = int(chunk_size)
         self.pooler = ROIPooler(
@@ -63,17 +74,27 @@ class UnionFeatureExtractor(nn.Module):
         boxes: List[torch.Tensor],
         pairs: List[torch.Tensor],
         image_sizes: List[tuple],
+        images: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """
         Args:
-            features: backbone maps, each (B, C, H_l, W_l).
+            features: the detector's backbone maps, each (B, C, H_l, W_l).
             boxes: per image (N_i, 4) XYXY object boxes.
             pairs: per image (R_i, 2) int64 (subject, object) indices into that image's boxes.
             image_sizes: per image (height, width).
+            images: (B, 3, H, W) normalised network input; needed with a relation backbone,
+                whose maps then replace ``features``.
 
         Returns:
             (sum R_i, out_dim) pair features, images concatenated in order.
         """
+        if self.backbone is not None:
+            if images is None:
+                raise ValueError(
+                    "MODEL.SGG.RELATION_BACKBONE.ENABLED: the union features need the images "
+                    "(ContextInputs.images), got None"
+                )
+            features = self.backbone(images)
         maps = [features[f] for f in self.in_features]
         out = []
         for i, (b, p) in enumerate(zip(boxes, pairs)):
@@ -89,3 +110,34 @@ class UnionFeatureExtractor(nn.Module):
         if not out:
             return maps[0].new_zeros((0, self.out_dim))
         return torch.cat(out)
+
+
+def build_relation_backbone(cfg) -> Optional[nn.Module]:
+    """A second backbone of the detector's architecture (``MODEL.BACKBONE``) when
+    ``MODEL.SGG.RELATION_BACKBONE.ENABLED``, else None. Its weights come from the detector
+    checkpoint through :func:`copy_detector_backbone`."""
+    if not cfg.MODEL.SGG.RELATION_BACKBONE.ENABLED:
+        return None
+    return build_backbone(cfg)
+
+
+def copy_detector_backbone(model: nn.Module) -> int:
+    """Initialise every relation backbone of ``model`` from ``model.backbone``.
+
+    Called right after the detector checkpoint is loaded (``load_detector_weights``), so
+    that the relation backbone starts equal to the trained detector backbone (RelDN:
+    "initialised from the detector, then fine-tuned"). Parameters frozen in the detector
+    (``MODEL.BACKBONE.FREEZE_AT``) keep the relation backbone's own ``requires_grad``.
+
+    Returns:
+        The number of relation backbones initialised (0 when none is configured).
+    """
+    detector = getattr(model, "backbone", None)
+    count = 0
+    for module in model.modules():
+        if isinstance(module, UnionFeatureExtractor) and module.backbone is not None:
+            if detector is None:
+                raise ValueError("a relation backbone needs the model's detector `backbone`")
+            module.backbone.load_state_dict(detector.state_dict())
+            count += 1
+    return count

@@ -1,0 +1,137 @@
+"""RelDN's sampling: the L0 sample and, independently, every pair of the contrastive anchors;
+``ContextInputs.all_pairs`` in training."""
+
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+from sgg_d2.modeling.relation.contrastive_losses import (
+    GraphicalContrastiveLoss,
+    graphical_contrastive_terms,
+)
+from sgg_d2.modeling.relation.sampling import (
+    pair_targets,
+    sample_contrastive_anchors,
+    training_pairs,
+)
+from sgg_d2.structures import all_ordered_pairs
+
+# Hand-made image: 0 man, 1 guitar, 2 guitar, 3 chair, 4 drum; "man plays guitar 1" (predicate
+# 0) and "chair near drum" (predicate 1): subject anchors {0, 3}, object anchors {1, 4}.
+RELATIONS = torch.tensor([[0, 1, 0], [3, 4, 1]])
+N = 5
+
+
+def _image():
+    pairs = all_ordered_pairs(N)
+    labels = pair_targets(pairs, torch.arange(N), RELATIONS, N)
+    return pairs, labels
+
+
+def test_anchors_are_the_related_entities_per_side():
+    pairs, labels = _image()
+    anchors = sample_contrastive_anchors(pairs, labels, torch.arange(N), per_side=128)
+    assert anchors[:, 0].tolist() == [True, False, False, True, False]
+    assert anchors[:, 1].tolist() == [False, True, False, False, True]
+    # at most per_side anchors a side; an unmatched detection (-1) is never one
+    one = sample_contrastive_anchors(pairs, labels, torch.arange(N), per_side=1)
+    assert one.sum(0).tolist() == [1, 1]
+    unmatched = sample_contrastive_anchors(pairs, labels, torch.tensor([0, 1, -1, -1, -1]), 128)
+    assert unmatched[:, 0].tolist() == [True, False, False, False, False]
+    assert not sample_contrastive_anchors(pairs, labels, torch.arange(N), per_side=0).any()
+
+
+def test_every_pair_of_an_anchor_is_run_beside_a_small_l0_sample():
+    pairs, labels = _image()
+    torch.manual_seed(0)
+    # L0: 2 pairs (1 positive); the anchors' pairs are added, independently of it.
+    keep, ce_mask, anchors = training_pairs(labels, pairs, torch.arange(N), 2, 0.5, 128)
+    run = {tuple(p) for p in pairs[keep].tolist()}
+    of_anchors = {(s, o) for s, o in pairs.tolist() if s in (0, 3) or o in (1, 4)}
+    assert of_anchors <= run
+    assert int(ce_mask.sum()) == 2 and len(run) == len(keep)
+    assert (labels[keep][ce_mask] > 0).sum() == 1
+    # without anchors: exactly the L0 sample, every row in the cross-entropy
+    keep0, ce0, _ = training_pairs(labels, pairs, torch.arange(N), 2, 0.5, 0)
+    assert len(keep0) == 2 and bool(ce0.all())
+
+
+def test_hardest_negative_outside_the_l0_sample_drives_the_loss():
+    """Every negative pair of an anchor is considered: the loss uses the max over all of
+    them, even when the L0 sample holds only the positive."""
+    pairs, labels = _image()
+    affinity = torch.full((len(pairs),), 0.1)
+    affinity[labels > 0] = 0.9
+    row = {tuple(p): i for i, p in enumerate(pairs.tolist())}
+    affinity[row[(0, 2)]] = 0.95  # man - the other guitar: the hard negative of anchor 0
+    anchors = sample_contrastive_anchors(pairs, labels, torch.arange(N), 128)
+    predicted = torch.ones(len(pairs), dtype=torch.long)
+    classes = torch.tensor([0, 1, 1, 2, 3])
+    stats = {}
+    l1, l2, _ = graphical_contrastive_terms(
+        affinity, labels, pairs, torch.arange(N), classes, predicted, (0.2,) * 3, anchors, stats
+    )
+    # subjects: man 0.2 - 0.9 + 0.95 = 0.25, chair 0.2 - 0.9 + 0.1 -> 0; objects: guitar 1
+    # and drum 4 have negatives at 0.1 only -> 0.  L1 = mean(0.25, 0) + mean(0, 0).
+    assert l1.item() == pytest.approx(0.125)
+    # L2 (man, guitars) = 0.25 on the subject side; chair's (drum-class) group has no negative
+    assert l2.item() == pytest.approx(0.25)
+    assert stats["anchors"] == 4 and stats["anchors_with_negative"] == 4
+    assert stats["anchors_with_hard_negative"] == 1 and stats["l1_active"] == 0.25
+    # The same rows restricted to a 2-pair L0 sample without (0, 2) miss it entirely.
+    only = torch.tensor([row[(0, 1)], row[(0, 3)]])
+    l1_sample, _, _ = graphical_contrastive_terms(
+        affinity[only],
+        labels[only],
+        pairs[only],
+        torch.arange(N),
+        classes,
+        predicted[only],
+        (0.2,) * 3,
+    )
+    assert l1_sample.item() == 0
+
+
+def _capture_inputs(model):
+    seen = {}
+
+    def hook(_module, args):
+        seen["inputs"] = args[0]
+
+    model.roi_heads.context.register_forward_pre_hook(hook)
+    return seen
+
+
+@pytest.mark.parametrize("anchors", [128, 0])
+def test_context_inputs_carry_all_pairs_in_training(make_cfg, make_input, anchors):
+    cfg = make_cfg("RelDNContext", "sgcls")
+    cfg.MODEL.SGG.EXTRA_RELATION_LOSSES = ["GraphicalContrastiveLoss"]
+    cfg.MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE = anchors
+    cfg.MODEL.SGG.BATCH_SIZE_PER_IMAGE = 4
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    seen = _capture_inputs(model)
+    rels = [[0, 1, 0], [2, 3, 1], [0, 3, 2]]
+    losses = model([make_input(5, relations=rels, seed=1), make_input(3, seed=2)])
+    inputs = seen["inputs"]
+    assert inputs.num_all_pairs == [20, 6] and inputs.all_pairs.shape == (26, 2)
+    # image 2's pairs are offset by image 1's 5 objects
+    assert int(inputs.all_pairs[20:].min()) == 5
+    assert torch.equal(inputs.all_pairs[inputs.pair_index], inputs.pairs)
+    assert inputs.images is not None and inputs.images.shape[:2] == (2, 3)
+    assert int(inputs.ce_mask.sum()) <= 8
+    if anchors:
+        a = inputs.contrastive_anchors
+        run = {tuple(p) for p in inputs.pairs.tolist()}
+        for s, o in inputs.all_pairs.tolist():
+            if a[s, 0] or a[o, 1]:
+                assert (s, o) in run
+        assert len(inputs.pairs) > int(inputs.ce_mask.sum())
+        (loss,) = model.roi_heads.extra_losses
+        assert isinstance(loss, GraphicalContrastiveLoss)
+        # subjects {0, 2} and objects {1, 3} in image 1, chain 0->1->2: {0, 1}, {1, 2} in 2
+        assert loss.last_diagnostics["anchors"] == 8
+    else:
+        assert inputs.contrastive_anchors is None and bool(inputs.ce_mask.all())
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()

@@ -1,0 +1,158 @@
+"""tools/ablate.py: variant parsing, schedules, paired statistics and verdicts (by hand),
+tables, and a whole study resumed from finished runs (no training)."""
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+import _ablate_lib as lib  # noqa: E402
+import ablate  # noqa: E402
+
+
+def test_parse_variant_with_commas_inside_values():
+    v = lib.parse_variant("linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False")
+    assert (v.name, v.base, v.overrides) == (
+        "linknet_nolayout",
+        "linknet",
+        [("MODEL.SGG.LINKNET.LAYOUT", "False")],
+    )
+    v = lib.parse_variant("m2=motifs:SOLVER.STEPS=(5,10),MODEL.SGG.EMBED_DIM=32")
+    assert v.overrides == [("SOLVER.STEPS", "(5,10)"), ("MODEL.SGG.EMBED_DIM", "32")]
+    assert v.opts() == ["SOLVER.STEPS", "(5,10)", "MODEL.SGG.EMBED_DIM", "32"]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("m2:SOLVER.MAX_ITER=5", "expected NAME=BASEMODEL:KEY=VALUE"),
+        ("m2=motifs", "expected NAME=BASEMODEL:KEY=VALUE"),
+        ("m2=motifs:solver.max_iter=5", "bad override 'solver.max_iter=5'"),
+        ("m2=motifs:SOLVER.MAX_ITER=", "bad override 'SOLVER.MAX_ITER='"),
+        ("m 2=motifs:SOLVER.MAX_ITER=5", "name 'm 2' may hold only"),
+    ],
+)
+def test_parse_variant_errors_quote_the_text(text, match):
+    with pytest.raises(ValueError, match=match):
+        lib.parse_variant(text)
+
+
+def test_scaled_schedule_keeps_proportions():
+    solver = SimpleNamespace(MAX_ITER=1500, STEPS=(1200,), WARMUP_ITERS=50)
+    assert lib.scaled_schedule(solver, 300) == [
+        "SOLVER.MAX_ITER",
+        "300",
+        "SOLVER.STEPS",
+        "(240,)",
+        "SOLVER.WARMUP_ITERS",
+        "10",
+    ]
+    assert lib.scaled_schedule(solver, 20)[-1] == "1"  # warm-up at least one iteration
+
+
+def test_paired_difference_by_hand():
+    # differences 2, 3, 1: mean 2, sample std 1, SE 1/sqrt(3) = 0.577 < 1 -> holds
+    stats = lib.paired_difference({1: 10.0, 2: 12.0, 3: 11.0, 4: 50.0}, {1: 8.0, 2: 9.0, 3: 10.0})
+    assert stats["n"] == 3 and stats["seeds"] == [1, 2, 3]  # seed 4 has no partner
+    assert stats["mean"] == pytest.approx(2.0)
+    assert stats["se"] == pytest.approx(1 / math.sqrt(3))
+    assert stats["verdict"] == "holds"
+    # differences 3, -1, 1: mean 1, std 2, SE 2/sqrt(3) = 1.155; 1 < 2.31 -> not shown
+    stats = lib.paired_difference({1: 3.0, 2: -1.0, 3: 1.0}, {1: 0.0, 2: 0.0, 3: 0.0})
+    assert stats["se"] == pytest.approx(2 / math.sqrt(3)) and stats["verdict"] == "not shown"
+    # a clear loss is never "holds"; one seed has no SE
+    assert lib.paired_difference({1: 1.0, 2: 2.0}, {1: 5.0, 2: 6.1})["verdict"] == "not shown"
+    single = lib.paired_difference({1: 9.0}, {1: 1.0})
+    assert single["n"] == 1 and math.isnan(single["se"]) and single["verdict"] == "not shown"
+
+
+def test_verdict_rule_is_strict():
+    assert lib.verdict(2.0, 0.99) == "holds"
+    assert lib.verdict(2.0, 1.0) == "not shown"  # mean = 2 SE exactly
+    assert lib.verdict(0.0, 0.0) == "not shown"  # identical runs: no improvement
+    assert lib.verdict(-3.0, 0.1) == "not shown"
+    assert lib.verdict(1.0, math.nan) == "not shown"
+
+
+def test_mean_std_and_table_format():
+    assert lib.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
+    runs = [
+        {"model": "a", "seed": s, "evals": {"predcls": {"metrics": {"R@50": v}}}}
+        for s, v in [(1, 10.0), (2, 12.0)]
+    ] + [{"model": "b", "seed": 1, "evals": {"predcls": {"metrics": {"R@50": 5.0}}}}]
+    summary = lib.summarize(runs, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
+    assert summary["a"]["predcls"]["R@50"]["mean"] == 11.0
+    assert summary["a"]["predcls"]["R@50"]["std"] == pytest.approx(math.sqrt(2))
+    table = lib.summary_table(summary, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
+    lines = table.splitlines()
+    assert len(lines) == 4  # header, rule, a/predcls, b/predcls (no sgcls results)
+    assert "| a       | predcls |       2 | 11.00 ± 1.41 | -       |" in lines[2]
+    assert "5.00" in lines[3] and "±" not in lines[3]  # one seed: no std
+    rows = lib.comparison_rows(runs, [("a", "b")], ["predcls"], ["R@50"])
+    assert rows[0]["n"] == 1 and rows[0]["mean"] == 5.0
+    text = lib.comparison_table(rows)
+    assert "a - b" in text and "+5.00" in text and "not shown" in text
+
+
+def test_unknown_model_and_world_are_named():
+    with pytest.raises(ValueError, match=r"model 'nope': no config .*\(models: .*motifs"):
+        lib.leaf_config("nope")
+    with pytest.raises(ValueError, match=r"--world imaginary: no such file .*imaginary"):
+        lib.world_files("imaginary")
+
+
+def _finished_run(out, model, seed, metrics):
+    folder = out / "runs" / model / f"seed{seed}"
+    metrics_path = Path(lib.metrics_file(str(folder / "eval_predcls"), "synthetic_test"))
+    metrics_path.parent.mkdir(parents=True)
+    metrics_path.write_text(json.dumps({"metrics": metrics}))
+    (folder / "model_final.pth").write_bytes(b"")
+    (folder / "timing.json").write_text(json.dumps({"train": 60.0, "eval_predcls": 6.0}))
+
+
+def test_study_resumes_from_finished_runs(tmp_path, capsys):
+    """Every run is present: no subprocess runs; tables and verdicts come from the files."""
+    out = tmp_path / "study"
+    (out / "detector").mkdir(parents=True)
+    (out / "detector" / "model_final.pth").write_bytes(b"")
+    # mR@50[geometric]: b - a = 2, 3, 1 -> holds; R@50: 1, -1, 0 -> not shown
+    for seed, (ra, rb, ga, gb) in enumerate(
+        [(50, 51, 10, 12), (50, 49, 10, 13), (50, 50, 10, 11)], start=1
+    ):
+        _finished_run(out, "frequency", seed, {"R@50": ra, "mR@50[geometric]": ga, "zsR@50": 1})
+        _finished_run(out, "motifs", seed, {"R@50": rb, "mR@50[geometric]": gb, "zsR@50": 2})
+    argv = ["--models", "frequency", "motifs", "--modes", "predcls", "--seeds", "3"]
+    argv += ["--out", str(out), "--compare", "motifs:frequency", "--jobs", "2"]
+    assert ablate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "$ " not in printed, "nothing is re-run when every result exists"
+    assert "[3/6]" in printed and "ETA" in printed
+    result = json.loads((out / "ablation.json").read_text())
+    assert len(result["runs"]) == 6 and not result["failures"]
+    assert result["summary"]["motifs"]["predcls"]["mR@50[geometric]"]["mean"] == 12.0
+    verdicts = {(r["metric"]): r["verdict"] for r in result["comparisons"]}
+    assert verdicts == {"R@50": "not shown", "mR@50[geometric]": "holds"}
+    config = (out / "runs" / "motifs" / "seed2" / "config.yaml").read_text()
+    assert "SEED: 2" in config and f"OUTPUT_DIR: {out}/runs/motifs/seed2" in config
+    assert "motifs - frequency" in printed and "holds" in printed
+
+
+def test_dry_run_prints_commands_and_rejects_bad_variants(tmp_path, capsys):
+    argv = ["--models", "motifs", "m2=motifs:MODEL.SGG.EMBED_DIM=32", "--modes", "sgdet"]
+    argv += ["--seeds", "1", "--out", str(tmp_path), "--dry-run", "--jobs", "2"]
+    assert ablate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 " in printed
+    assert "MODEL.SGG.MODE sgdet DATASETS.TEST '[\"synthetic_test\"]'" in printed
+    config = (tmp_path / "runs" / "m2" / "seed1" / "config.yaml").read_text()
+    assert "EMBED_DIM: 32" in config
+    assert not os.path.exists(tmp_path / "ablation.json")
+    bad = ["--models", "x=motifs:MODEL.SGG.NO_SUCH_KEY=1", "--seeds", "1", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="model 'x'.*Non-existent key: MODEL.SGG.NO_SUCH_KEY"):
+        ablate.main(bad)

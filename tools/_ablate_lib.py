@@ -1,0 +1,251 @@
+"""Pure helpers of ``tools/ablate.py``: variants, config files, metrics files, statistics
+over seeds, paired comparisons and their verdicts, and the printed tables.
+
+No Detectron2 import here except in :func:`build_config`, so the statistics are cheap to
+test.
+"""
+
+import json
+import math
+import os
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from tabulate import tabulate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Metrics kept in the main table (the subset metrics "...[name]" are added when present).
+MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50"]
+HEADLINE_METRICS = ["R@50", "mR@50"]
+# A comma followed by "KEY.PATH=" starts the next override; other commas belong to values.
+_NEXT_OVERRIDE = re.compile(r",(?=\s*[A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+\s*=)")
+
+
+class Variant:
+    """A model name: its leaf config and the ``KEY VALUE`` overrides applied on top."""
+
+    def __init__(self, name: str, base: str, overrides: Sequence[Tuple[str, str]] = ()):
+        self.name, self.base, self.overrides = name, base, list(overrides)
+
+    def opts(self) -> List[str]:
+        return [item for pair in self.overrides for item in pair]
+
+    def __repr__(self):
+        return f"Variant({self.name!r}, {self.base!r}, {self.overrides!r})"
+
+
+def parse_variant(text: str) -> Variant:
+    """``NAME=BASE:KEY=VALUE,KEY=VALUE`` -> :class:`Variant`.
+
+    Example: ``linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False``. A value may
+    hold commas (``SOLVER.STEPS=(100,200)``): only a comma followed by an upper-case
+    dotted key and ``=`` separates overrides.
+
+    Raises:
+        ValueError: the text does not have that form (quotes it).
+    """
+    form = "expected NAME=BASEMODEL:KEY=VALUE[,KEY=VALUE...]"
+    head, sep, tail = text.partition(":")
+    name, eq, base = head.partition("=")
+    name, base = name.strip(), base.strip()
+    if not (sep and eq and name and base and tail.strip()):
+        raise ValueError(f"--variant {text!r}: {form}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"--variant {text!r}: name {name!r} may hold only [A-Za-z0-9_.-]")
+    overrides = []
+    for item in _NEXT_OVERRIDE.split(tail):
+        key, eq, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", key) or not value:
+            raise ValueError(f"--variant {text!r}: bad override {item!r}; {form}")
+        overrides.append((key, value))
+    return Variant(name, base, overrides)
+
+
+def leaf_config(model: str) -> str:
+    """``configs/synthetic/<model>_R18_FPN_sgcls.yaml`` (absolute); error lists the models."""
+    path = os.path.join(REPO, "configs", "synthetic", f"{model}_R18_FPN_sgcls.yaml")
+    if not os.path.isfile(path):
+        folder = os.path.dirname(path)
+        known = sorted(
+            f[: -len("_R18_FPN_sgcls.yaml")]
+            for f in os.listdir(folder)
+            if f.endswith("_R18_FPN_sgcls.yaml")
+        )
+        raise ValueError(f"model {model!r}: no config {path} (models: {', '.join(known)})")
+    return path
+
+
+def world_files(world: str) -> Tuple[Optional[str], str]:
+    """(partial world config or None for the default world, detector config)."""
+    if world == "synthetic":
+        return None, os.path.join(REPO, "configs", "synthetic", "faster_rcnn_R18_FPN_detector.yaml")
+    folder = os.path.join(REPO, "configs", world)
+    files = (
+        os.path.join(folder, "world.yaml"),
+        os.path.join(folder, "faster_rcnn_R18_FPN_detector.yaml"),
+    )
+    for path in files:
+        if not os.path.isfile(path):
+            raise ValueError(f"--world {world}: no such file {path}")
+    return files
+
+
+def scaled_schedule(cfg_solver, iters: int) -> List[str]:
+    """Overrides that shorten a schedule to ``iters`` iterations, steps and warm-up scaled
+    proportionally (warm-up at least 1)."""
+    scale = iters / cfg_solver.MAX_ITER
+    steps = tuple(max(1, round(s * scale)) for s in cfg_solver.STEPS)
+    warmup = max(1, round(cfg_solver.WARMUP_ITERS * scale))
+    return [
+        "SOLVER.MAX_ITER",
+        str(iters),
+        "SOLVER.STEPS",
+        str(steps),
+        "SOLVER.WARMUP_ITERS",
+        str(warmup),
+    ]
+
+
+def build_config(files: Sequence[str], opts: Sequence[str], schedule_iters: Optional[int] = None):
+    """Detectron2 defaults -> sgg_d2 keys -> each file in order -> ``opts`` (validated).
+
+    Returns the (unfrozen) CfgNode; ``cfg.dump()`` writes a config train_net.py reads.
+    """
+    from detectron2.config import get_cfg  # noqa: PLC0415  (heavy import, only here)
+
+    from sgg_d2.config import add_sgg_config, validate_sgg_config  # noqa: PLC0415
+
+    cfg = add_sgg_config(get_cfg())
+    for path in files:
+        cfg.merge_from_file(path)
+    cfg.merge_from_list(list(opts))
+    if schedule_iters:
+        cfg.merge_from_list(scaled_schedule(cfg.SOLVER, schedule_iters))
+    validate_sgg_config(cfg)
+    return cfg
+
+
+def metrics_file(eval_dir: str, dataset: str) -> str:
+    """Where ``train_net.py --eval-only`` leaves the evaluator's JSON for ``dataset``."""
+    return os.path.join(eval_dir, "inference", dataset, "scene_graph_metrics.json")
+
+
+def read_metrics(path: str) -> Dict[str, float]:
+    """The ``metrics`` of a ``scene_graph_metrics.json`` (percent)."""
+    with open(path) as f:
+        summary = json.load(f)
+    if "metrics" not in summary:
+        raise ValueError(f"{path}: no 'metrics' key (keys: {sorted(summary)})")
+    return {k: float(v) for k, v in summary["metrics"].items()}
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:
+    """(mean, sample standard deviation (n - 1), n); std is NaN for n < 2."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan, n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)), n
+
+
+def verdict(mean: float, se: float) -> str:
+    """``holds`` when the mean difference is > 0 and > 2 standard errors, else ``not shown``
+    (also when the standard error is unknown, e.g. a single seed)."""
+    if math.isnan(mean) or math.isnan(se):
+        return "not shown"
+    return "holds" if mean > 0 and mean > 2 * se else "not shown"
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> Dict[str, object]:
+    """A - B over the seeds both have: mean, SE = std(differences) / sqrt(n), n, verdict."""
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    mean, std, n = mean_std(diffs)
+    se = std / math.sqrt(n) if n >= 2 else math.nan
+    return {"mean": mean, "se": se, "n": n, "seeds": seeds, "verdict": verdict(mean, se)}
+
+
+def per_seed(runs: Sequence[dict], model: str, mode: str, metric: str) -> Dict[int, float]:
+    """seed -> value of ``metric`` for ``model`` evaluated in ``mode`` (finished runs)."""
+    out = {}
+    for run in runs:
+        value = run.get("evals", {}).get(mode, {}).get("metrics", {}).get(metric)
+        if run["model"] == model and value is not None and not math.isnan(value):
+            out[run["seed"]] = value
+    return out
+
+
+def summarize(runs, models, modes, metrics) -> Dict[str, Dict[str, Dict[str, dict]]]:
+    """model -> mode -> metric -> {mean, std, n} over seeds."""
+    summary = {}
+    for model in models:
+        for mode in modes:
+            for metric in metrics:
+                values = list(per_seed(runs, model, mode, metric).values())
+                mean, std, n = mean_std(values)
+                if n:
+                    cell = summary.setdefault(model, {}).setdefault(mode, {})
+                    cell[metric] = {"mean": mean, "std": std, "n": n}
+    return summary
+
+
+def format_mean_std(cell: Optional[dict]) -> str:
+    """``"12.34 ± 0.56"``; ``"12.34"`` for one seed; ``"-"`` when missing."""
+    if not cell:
+        return "-"
+    if math.isnan(cell["std"]):
+        return f"{cell['mean']:.2f}"
+    return f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+
+
+def summary_table(summary, models, modes, metrics) -> str:
+    """One row per model x mode, one column per metric (mean ± std over seeds)."""
+    rows = []
+    for model in models:
+        for mode in modes:
+            cells = summary.get(model, {}).get(mode, {})
+            if cells:
+                n = max(c["n"] for c in cells.values())
+                rows.append([model, mode, n] + [format_mean_std(cells.get(m)) for m in metrics])
+    return tabulate(rows, headers=["model", "mode", "seeds", *metrics], tablefmt="pipe")
+
+
+def comparison_rows(runs, pairs, modes, metrics) -> List[dict]:
+    """Every (A:B, mode, metric) paired difference (see :func:`paired_difference`)."""
+    rows = []
+    for a, b in pairs:
+        for mode in modes:
+            for metric in metrics:
+                stats = paired_difference(
+                    per_seed(runs, a, mode, metric), per_seed(runs, b, mode, metric)
+                )
+                if stats["n"]:
+                    rows.append({"a": a, "b": b, "mode": mode, "metric": metric, **stats})
+    return rows
+
+
+def comparison_table(rows: Sequence[dict]) -> str:
+    table = [
+        [
+            f"{r['a']} - {r['b']}",
+            r["mode"],
+            r["metric"],
+            f"{r['mean']:+.2f}",
+            "-" if math.isnan(r["se"]) else f"{r['se']:.2f}",
+            r["n"],
+            r["verdict"],
+        ]
+        for r in rows
+    ]
+    headers = ["A - B", "mode", "metric", "mean diff", "SE", "n", "verdict"]
+    return tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -1,0 +1,370 @@
+#!/usr/bin/env python
+"""Multi-seed ablation study: train each model once per seed, evaluate it in each mode,
+report mean ± std over seeds and paired (same-seed) differences with a verdict.
+
+    python tools/ablate.py --world synthetic_crowded \\
+        --models frequency motifs reldn reldn_nocontrastive --modes predcls sgcls sgdet \\
+        --seeds 3 --out output/ablation --jobs 2 --compare reldn:reldn_nocontrastive
+
+Steps (every step is a plain ``train_net.py`` command, printed so a row can be rerun by
+hand; finished steps found in ``--out`` are reused, so an interrupted study resumes):
+
+1. the world's detector (``configs/<world>/faster_rcnn_R18_FPN_detector.yaml``; the
+   default world: ``configs/synthetic/...``), once, in ``OUT/detector`` (or ``--detector``);
+2. each model ``M`` (config ``configs/synthetic/M_R18_FPN_sgcls.yaml`` +
+   ``configs/<world>/world.yaml`` + variant overrides) once per seed (Detectron2's
+   ``SEED`` = 1..N) in SGCls training, config written to ``OUT/runs/M/seed<S>/config.yaml``;
+3. ``--eval-only MODEL.SGG.MODE <mode>`` on ``<world>_test`` for each mode; the metrics
+   are read from the evaluator's ``inference/<world>_test/scene_graph_metrics.json``.
+
+Results: ``OUT/ablation.json`` (every run, every metric, times, commands) and printed
+tables. Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over
+seeds is > 0 and > 2 x its standard error (std of the differences / sqrt(n)).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _ablate_lib as lib  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--world",
+        default="synthetic",
+        help="synthetic (default world) or a name "
+        "with configs/<world>/world.yaml, e.g. synthetic_crowded",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        help="config names, --variant names or inline NAME=BASE:KEY=VALUE,...",
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["predcls", "sgcls", "sgdet"],
+        choices=["predcls", "sgcls", "sgdet"],
+    )
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (SEED = 1..N)")
+    p.add_argument("--out", required=True, help="study folder (reused to resume)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=BASE:KEY=VALUE,...",
+        help="ad-hoc model, e.g. linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False",
+    )
+    p.add_argument("--compare", nargs="*", default=[], metavar="A:B")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        help="metrics compared (default: R@50, mR@50 and the "
+        "subset R@50[...] / mR@50[...] found)",
+    )
+    p.add_argument(
+        "--relation-iters",
+        type=int,
+        help="relation-stage iterations (steps and " "warm-up scaled); default: the config's",
+    )
+    p.add_argument("--detector-iters", type=int, help="detector iterations (scaled likewise)")
+    p.add_argument("--detector", help="trained detector (model_final.pth or its folder)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel jobs, 1 thread each when > 1")
+    p.add_argument("--dry-run", action="store_true", help="write the configs, print commands")
+    p.add_argument(
+        "--opts",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="config overrides for every model (after the world and variant)",
+    )
+    return p.parse_args(argv)
+
+
+class Study:
+    def __init__(self, args):
+        self.args = args
+        self.out = os.path.abspath(args.out)
+        self.world_file, self.detector_config = lib.world_files(args.world)
+        self.test_set = f"{args.world}_test"
+        # A --models entry may itself be a variant spec NAME=BASE:KEY=VALUE,...
+        inline = [m for m in args.models if "=" in m]
+        self.variants = {v.name: v for v in map(lib.parse_variant, args.variant + inline)}
+        args.models = [m.split("=", 1)[0] if "=" in m else m for m in args.models]
+        for name in args.models + [m for pair in args.compare for m in pair.split(":")]:
+            self.variants.setdefault(name, lib.Variant(name, name))
+        for v in self.variants.values():
+            lib.leaf_config(v.base)  # fail now, listing the known models
+        self.pairs = []
+        for pair in args.compare:
+            a, sep, b = pair.partition(":")
+            if not (sep and a in args.models and b in args.models):
+                raise SystemExit(f"--compare {pair!r}: expected A:B with A and B in --models")
+            self.pairs.append((a, b))
+        self.lock = threading.Lock()
+        self.started = time.time()
+
+    def env(self, single_thread: bool):
+        env = dict(os.environ)
+        if single_thread:
+            env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        return env
+
+    def execute(self, cmd, log_path, single_thread):
+        """Run one train_net.py command (cwd: the repository); returns seconds."""
+        prefix = "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 " if single_thread else ""
+        with self.lock:
+            print(f"$ {prefix}{shlex.join(cmd)}", flush=True)
+        if self.args.dry_run:
+            return 0.0
+        start = time.time()
+        with open(log_path, "w") as log:
+            proc = subprocess.run(
+                cmd, cwd=lib.REPO, env=self.env(single_thread), stdout=log, stderr=subprocess.STDOUT
+            )
+        if proc.returncode:
+            raise RuntimeError(f"exit {proc.returncode}: {shlex.join(cmd)} (log: {log_path})")
+        return time.time() - start
+
+    def detector_weights(self):
+        """The detector checkpoint the relation models start from (trained or not yet)."""
+        path = self.args.detector
+        if not path:
+            return os.path.join(self.out, "detector", "model_final.pth")
+        path = os.path.join(path, "model_final.pth") if os.path.isdir(path) else path
+        if not os.path.isfile(path):
+            raise ValueError(f"--detector: no such file {path}")
+        return path
+
+    def detector(self):
+        """Train the detector unless present; returns its record."""
+        weights = self.detector_weights()
+        if self.args.detector:
+            return {"weights": weights, "given": True}
+        folder = os.path.dirname(weights)
+        record = {"weights": weights, "config": self.detector_config}
+        if os.path.isfile(weights):
+            print(f"Detector found: {weights}", flush=True)
+            return {**record, **_read_json(os.path.join(folder, "timing.json"))}
+        os.makedirs(folder, exist_ok=True)
+        cfg = lib.build_config(
+            [self.detector_config], ["OUTPUT_DIR", folder], self.args.detector_iters
+        )
+        config_path = _dump(cfg, os.path.join(folder, "config.yaml"))
+        cmd = [sys.executable, "train_net.py", "--config-file", config_path]
+        seconds = self.execute(cmd, os.path.join(folder, "train.log"), single_thread=False)
+        record.update(command=shlex.join(cmd), seconds=seconds)
+        if not self.args.dry_run:
+            _write_json(
+                os.path.join(folder, "timing.json"),
+                {"command": record["command"], "seconds": seconds},
+            )
+        return record
+
+    def write_config(self, name, seed):
+        """Merge and validate one run's config, write it; returns (folder, config path).
+        Training skips the end-of-training validation (``DATASETS.TEST`` = ())."""
+        variant = self.variants[name]
+        folder = os.path.join(self.out, "runs", name, f"seed{seed}")
+        os.makedirs(folder, exist_ok=True)
+        files = [lib.leaf_config(variant.base)] + ([self.world_file] if self.world_file else [])
+        opts = variant.opts() + list(self.args.opts)
+        opts += ["SEED", str(seed), "OUTPUT_DIR", folder, "DATASETS.TEST", "()"]
+        opts += ["MODEL.SGG.DETECTOR_WEIGHTS", self.detector_weights()]
+        try:
+            cfg = lib.build_config(files, opts, self.args.relation_iters)
+        except (AssertionError, KeyError, ValueError) as err:  # yacs asserts on a bad key
+            message = err.args[0] if err.args else repr(err)
+            raise ValueError(f"model {name!r}, configs {files}: {message}") from err
+        return folder, _dump(cfg, os.path.join(folder, "config.yaml"))
+
+    def run(self, name, seed):
+        """Train one model with one seed (unless done) and evaluate it in every mode."""
+        variant = self.variants[name]
+        folder, config_path = self.write_config(name, seed)
+        single = self.args.jobs > 1
+        timing_path = os.path.join(folder, "timing.json")
+        timing = _read_json(timing_path)
+        weights = os.path.join(folder, "model_final.pth")
+        record = {
+            "model": name,
+            "base": variant.base,
+            "overrides": variant.overrides,
+            "seed": seed,
+            "config": config_path,
+            "evals": {},
+        }
+        cmd = [sys.executable, "train_net.py", "--config-file", config_path]
+        record["train"] = {"command": shlex.join(cmd), "seconds": timing.get("train")}
+        if not os.path.isfile(weights):
+            timing["train"] = self.execute(cmd, os.path.join(folder, "train.log"), single)
+            record["train"]["seconds"] = timing["train"]
+        for mode in self.args.modes:
+            eval_dir = os.path.join(folder, f"eval_{mode}")
+            metrics_path = lib.metrics_file(eval_dir, self.test_set)
+            cmd = [
+                sys.executable,
+                "train_net.py",
+                "--config-file",
+                config_path,
+                "--eval-only",
+                "MODEL.WEIGHTS",
+                weights,
+                "MODEL.SGG.MODE",
+                mode,
+                "DATASETS.TEST",
+                f'["{self.test_set}"]',  # a list: readable once shell-quoted
+                "OUTPUT_DIR",
+                eval_dir,
+            ]
+            key = f"eval_{mode}"
+            if not os.path.isfile(metrics_path):
+                os.makedirs(eval_dir, exist_ok=True)
+                timing[key] = self.execute(cmd, os.path.join(folder, f"{key}.log"), single)
+            entry = {
+                "command": shlex.join(cmd),
+                "seconds": timing.get(key),
+                "metrics_file": metrics_path,
+            }
+            if not self.args.dry_run:
+                entry["metrics"] = lib.read_metrics(metrics_path)
+            record["evals"][mode] = entry
+        if not self.args.dry_run:
+            _write_json(timing_path, timing)
+        return record
+
+    def progress(self, record, done, total, durations):
+        seconds = sum(
+            s
+            for s in [record["train"]["seconds"]] + [e["seconds"] for e in record["evals"].values()]
+            if s
+        )
+        headline = ""
+        for mode in ("predcls", *self.args.modes):
+            value = record["evals"].get(mode, {}).get("metrics", {}).get("mR@50")
+            if value is not None:
+                headline = f", {mode} mR@50 {value:.2f}"
+                break
+        eta = ""
+        if durations and done < total:
+            per_run = sum(durations) / len(durations)
+            eta = f", ETA {lib.format_duration(per_run * (total - done) / self.args.jobs)}"
+        print(
+            f"[{done}/{total}] {record['model']} seed {record['seed']}: "
+            f"{lib.format_duration(seconds)}{headline}{eta}",
+            flush=True,
+        )
+
+
+def _dump(cfg, path):
+    with open(path, "w") as f:
+        f.write(cfg.dump())
+    return path
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        study = Study(args)
+        tasks = [(m, s) for s in range(1, args.seeds + 1) for m in args.models]
+        for model, seed in tasks:  # every config is merged and checked before any training
+            study.write_config(model, seed)
+    except ValueError as err:  # a bad model, variant, key or world: no traceback
+        raise SystemExit(f"ablate.py: {err}") from None
+    os.makedirs(study.out, exist_ok=True)
+    print(f"Commands run in {lib.REPO}", flush=True)
+    detector = study.detector()
+    runs, failures, durations = [], [], []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(study.run, m, s): (m, s) for m, s in tasks}
+        for future in as_completed(futures):
+            try:
+                record = future.result()
+            except Exception as err:  # one failed run must not lose the others
+                failures.append(
+                    {"model": futures[future][0], "seed": futures[future][1], "error": str(err)}
+                )
+                print(f"FAILED {futures[future]}: {err}", flush=True)
+                continue
+            runs.append(record)
+            fresh = [record["train"]["seconds"]] + [e["seconds"] for e in record["evals"].values()]
+            if all(s is not None for s in fresh) and not args.dry_run:
+                durations.append(sum(fresh))
+            study.progress(record, len(runs) + len(failures), len(tasks), durations)
+    if args.dry_run:
+        return 0
+    runs.sort(key=lambda r: (args.models.index(r["model"]), r["seed"]))
+    subset = sorted(
+        {
+            k
+            for r in runs
+            for e in r["evals"].values()
+            for k in e["metrics"]
+            if "[" in k and k.split("[")[0] in ("R@50", "mR@50")
+        }
+    )
+    main_metrics = [
+        m
+        for m in lib.MAIN_METRICS
+        if any(m in e["metrics"] for r in runs for e in r["evals"].values())
+    ]
+    compared = args.metrics or lib.HEADLINE_METRICS + subset
+    summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
+    comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
+    wall = time.time() - study.started
+    _write_json(
+        os.path.join(study.out, "ablation.json"),
+        {
+            "world": args.world,
+            "test_set": study.test_set,
+            "argv": sys.argv,
+            "repo": lib.REPO,
+            "detector": detector,
+            "runs": runs,
+            "failures": failures,
+            "summary": summary,
+            "comparisons": comparisons,
+            "wall_seconds": wall,
+        },
+    )
+    print(f"\nMean ± std over seeds ({args.world}, test split):")
+    print(lib.summary_table(summary, args.models, args.modes, main_metrics))
+    if subset:
+        print("\nSubsets (R@50 / mR@50 on tagged images and predicate groups):")
+        print(lib.summary_table(summary, args.models, args.modes, subset))
+    if comparisons:
+        print("\nPaired differences (same seed); holds: mean > 0 and mean > 2 SE:")
+        print(lib.comparison_table(comparisons))
+    print(
+        f"\nWall time {lib.format_duration(wall)}; results in "
+        f"{os.path.join(study.out, 'ablation.json')}"
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
