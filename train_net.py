@@ -6,6 +6,7 @@ Same flags as every Detectron2 project::
     python train_net.py --config-file configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
     python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS out/model_final.pth
     python train_net.py --config-file CONFIG --num-gpus 8 --resume OUTPUT_DIR out/
+    python train_net.py --config-file CONFIG --resume-from-last-good OUTPUT_DIR out/
 
 The work lives in :mod:`sgg_d2.engine`; this file only parses arguments and launches.
 """
@@ -19,7 +20,17 @@ from sgg_d2.engine import main
 
 
 def cli():
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--resume-from-last-good",
+        action="store_true",
+        help="--resume, and if the last checkpoint is damaged resume from the newest intact "
+        "earlier one (config SOLVER.RESUME_FROM_LAST_GOOD)",
+    )
+    args = parser.parse_args()
+    if args.resume_from_last_good:
+        args.resume = True
+        args.opts = [*args.opts, "SOLVER.RESUME_FROM_LAST_GOOD", "True"]
     print("Command Line Args:", args)
     launch(
         main,

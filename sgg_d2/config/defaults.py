@@ -28,6 +28,12 @@ def add_sgg_config(cfg: CN) -> CN:
     # A trained detector checkpoint loaded into the relation model before training starts
     # (stage handoff; training still starts at iteration 0). "" = none.
     cfg.MODEL.SGG.DETECTOR_WEIGHTS = ""
+    # Fewer than this fraction of the detector's parameters found in DETECTOR_WEIGHTS is an
+    # error (a checkpoint of another model would leave a random, frozen detector).
+    cfg.MODEL.SGG.DETECTOR_WEIGHTS_MIN_MATCH = 0.9
+    # --resume with a damaged last checkpoint: resume from the newest intact earlier one
+    # (logged) instead of failing (train_net.py --resume-from-last-good sets it).
+    cfg.SOLVER.RESUME_FROM_LAST_GOOD = False
     # Keep backbone, RPN and box head fixed (and in eval mode) in the relation stage.
     cfg.MODEL.SGG.FREEZE_DETECTOR = True
     # Context model, a name in CONTEXT_REGISTRY: FrequencyBaseline, IMPContext,

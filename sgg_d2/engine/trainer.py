@@ -4,7 +4,7 @@
 import logging
 import os
 
-from detectron2.checkpoint import DetectionCheckpointer
+import numpy as np
 from detectron2.data import (
     DatasetMapper,
     MetadataCatalog,
@@ -13,7 +13,7 @@ from detectron2.data import (
 )
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator
-from detectron2.utils.file_io import PathManager
+from detectron2.utils import comm
 
 from ..data import SceneGraphDatasetMapper
 from ..data.joint_loader import (
@@ -26,6 +26,14 @@ from ..data.joint_loader import (
 from ..evaluation import build_sgg_evaluator
 from ..modeling.relation.union_features import copy_detector_backbone
 from ..utils.d2_compat import has_compiled_ops
+from .checkpoint import (
+    DetectorWeightsCheckpointer,
+    ResumableTrainLoader,
+    capture_rng_state,
+    isolated_rng,
+    restore_rng_state,
+    select_resume_checkpoint,
+)
 
 __all__ = ["SceneGraphTrainer", "is_scene_graph_model", "load_detector_weights"]
 
@@ -37,20 +45,26 @@ def is_scene_graph_model(cfg) -> bool:
     return cfg.MODEL.META_ARCHITECTURE == "SceneGraphRCNN"
 
 
-def load_detector_weights(model, path: str) -> None:
+def load_detector_weights(model, path: str, min_match: float = 0.9) -> None:
     """Stage handoff: load a trained detector's weights into a relation model.
 
     Only model weights are read (no optimizer, scheduler or iteration), so relation
     training starts at iteration 0. Relation-stage parameters absent from the detector
     checkpoint keep their initialisation (Detectron2 logs them as missing keys).
+
+    Args:
+        model: the relation model.
+        path: a file, ``file://`` URL or a URL Detectron2's ``PathManager`` handles
+            (``detectron2://``, ``https://``), as for ``MODEL.WEIGHTS``.
+        min_match: fraction of the detector's parameters the checkpoint must provide
+            (``MODEL.SGG.DETECTOR_WEIGHTS_MIN_MATCH``).
+
+    Raises:
+        FileNotFoundError, DetectorWeightsError: naming ``MODEL.SGG.DETECTOR_WEIGHTS`` and
+            the file (see :class:`~sgg_d2.engine.checkpoint.DetectorWeightsCheckpointer`).
     """
-    if not PathManager.isfile(path):
-        raise FileNotFoundError(
-            f"MODEL.SGG.DETECTOR_WEIGHTS: no such file {path}; train the detector first "
-            "(its config is the *_detector.yaml next to this one) or point the key at it"
-        )
     logger.info("Loading detector weights for the relation stage from %s", path)
-    DetectionCheckpointer(model).load(path, checkpointables=[])
+    DetectorWeightsCheckpointer(model, min_match=min_match).load_weights(path)
     if copy_detector_backbone(model):  # MODEL.SGG.RELATION_BACKBONE starts as the detector's
         logger.info("Relation backbone initialised from the detector backbone of %s", path)
 
@@ -104,11 +118,20 @@ class SceneGraphTrainer(DefaultTrainer):
         ``MODEL.WEIGHTS`` (a full checkpoint, loaded later) is given."""
         model = super().build_model(cfg)
         if cfg.MODEL.SGG.DETECTOR_WEIGHTS and not cfg.MODEL.WEIGHTS:
-            load_detector_weights(model, cfg.MODEL.SGG.DETECTOR_WEIGHTS)
+            load_detector_weights(
+                model, cfg.MODEL.SGG.DETECTOR_WEIGHTS, cfg.MODEL.SGG.DETECTOR_WEIGHTS_MIN_MATCH
+            )
         return model
 
     @classmethod
     def build_train_loader(cls, cfg):
+        """The training loader, wrapped in a :class:`ResumableTrainLoader` (data position
+        for exact resume) seeded by ``cfg.SEED`` (a random seed when ``SEED < 0``)."""
+        seed = cfg.SEED if cfg.SEED >= 0 else int(np.random.randint(2**31))
+        return ResumableTrainLoader(cls._build_batches(cfg), seed)
+
+    @classmethod
+    def _build_batches(cls, cfg):
         sgg = is_scene_graph_model(cfg)
         target_mapper = SceneGraphDatasetMapper(cfg, True) if sgg else DatasetMapper(cfg, True)
         if uses_aux_images(cfg):
@@ -171,3 +194,69 @@ class SceneGraphTrainer(DefaultTrainer):
                 after_eval, hooks.BestCheckpointer(cfg.TEST.EVAL_PERIOD, self.checkpointer, key)
             )
         return ret
+
+    # ---- exact resume -------------------------------------------------------------------
+
+    def resume_or_load(self, resume=True):
+        """As Detectron2's, and: a damaged ``last_checkpoint`` target is an error naming the
+        file and the intact earlier checkpoint, or with ``SOLVER.RESUME_FROM_LAST_GOOD``
+        (``--resume-from-last-good``) the training resumes from that one (logged)."""
+        checkpointer = self.checkpointer
+        if not (resume and checkpointer.has_checkpoint()):
+            return super().resume_or_load(resume=resume)
+        path = select_resume_checkpoint(
+            checkpointer.save_dir,
+            checkpointer.get_checkpoint_file(),
+            fall_back=self.cfg.SOLVER.RESUME_FROM_LAST_GOOD,
+        )
+        checkpointer.load(path)
+        # The checkpoint holds the iteration that just finished (as in Detectron2).
+        self.start_iter = self.iter + 1
+
+    def state_dict(self):
+        """Detectron2's trainer state (iteration, hook states such as the LR scheduler, and
+        on Detectron2 > 0.6 the optimizer) plus what exact resume needs: the optimizer where
+        Detectron2 leaves it out, the random states and the data position."""
+        ret = super().state_dict()
+        if "optimizer" not in ret.get("_trainer", {}):  # Detectron2 <= 0.6
+            ret["sgg_optimizer"] = self.optimizer.state_dict()
+        resume = {"rng": capture_rng_state(), "world_size": comm.get_world_size()}
+        if isinstance(self.data_loader, ResumableTrainLoader):
+            resume["batches_consumed"] = self.data_loader.batches_consumed
+            resume["data_seed"] = self.data_loader.seed
+        ret["sgg_resume"] = resume
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "sgg_optimizer" in state_dict:
+            self.optimizer.load_state_dict(state_dict["sgg_optimizer"])
+        resume = state_dict.get("sgg_resume")
+        if resume is None:
+            logger.warning(
+                "The checkpoint has no random states or data position (written by another "
+                "trainer or an older sgg_d2): the resumed run will not repeat an uninterrupted one"
+            )
+            return
+        if isinstance(self.data_loader, ResumableTrainLoader) and "batches_consumed" in resume:
+            self.data_loader.seed = resume["data_seed"]
+            self.data_loader.skip(resume["batches_consumed"])
+        if comm.get_rank() == 0:
+            restore_rng_state(resume["rng"])
+        if resume["world_size"] > 1 or comm.get_world_size() > 1:
+            logger.warning(
+                "Random states are saved by the main process only: other processes keep "
+                "their seeds, so a multi-process resume is not bit-identical"
+            )
+        if self.cfg.SEED < 0:
+            logger.warning(
+                "SEED < 0: the data sampler draws a new order on every start, so the resumed "
+                "run does not repeat an uninterrupted one (set SEED >= 0)"
+            )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Detectron2's evaluation, run without changing the training's random states (so a
+        run with evaluations during training resumes exactly from its checkpoints)."""
+        with isolated_rng():
+            return super().test(cfg, model, evaluators)
