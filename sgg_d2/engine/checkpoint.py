@@ -323,10 +323,12 @@ class DetectorWeightsCheckpointer(DetectionCheckpointer):
         try:
             loaded = torch.load(filename, map_location="cpu")
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            # torch's own message may advise weights_only=False, which misleads for a file
+            # that is no checkpoint at all: say what the file is instead.
+            what = checkpoint_problem(filename) or f"{type(e).__name__}: {str(e)[:200]}"
             raise DetectorWeightsError(
                 f"{where} is not a readable PyTorch checkpoint (expected a file written by "
-                f"torch.save, e.g. a detector's model_final.pth; {type(e).__name__}: {first})"
+                f"torch.save, e.g. a detector's model_final.pth): {what}"
             ) from e
         if not isinstance(loaded, dict):
             raise DetectorWeightsError(

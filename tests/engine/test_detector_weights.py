@@ -1,0 +1,128 @@
+"""MODEL.SGG.DETECTOR_WEIGHTS: a detector checkpoint that does not fit the relation model,
+or a file that is no checkpoint, is an error naming the key and the file; URLs load."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+import sgg_d2.modeling  # noqa: F401  (registers the models)
+from sgg_d2 import add_sgg_config
+from sgg_d2.engine.checkpoint import DetectorWeightsError
+from sgg_d2.engine.trainer import load_detector_weights
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KEY = "MODEL.SGG.DETECTOR_WEIGHTS"
+
+
+def tiny_model(num_classes=5):
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "synthetic" / "Base-Synthetic.yaml"))
+    cfg.MODEL.META_ARCHITECTURE = "SceneGraphRCNN"
+    cfg.MODEL.ROI_HEADS.NAME = "SceneGraphROIHeads"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+    cfg.MODEL.SGG.NUM_PREDICATES = 4
+    cfg.MODEL.SGG.CONTEXT = "MotifsContext"
+    cfg.MODEL.SGG.MODE = "sgcls"
+    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = False
+    cfg.MODEL.SGG.UNION_DIM = 32
+    cfg.MODEL.SGG.EMBED_DIM = 8
+    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 16
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+    return build_model(cfg)
+
+
+def detector_state(model):
+    """What a trained detector's checkpoint holds: the detector modules' entries only."""
+    ids = {id(m) for m in model.detector_modules()}
+    prefixes = tuple(f"{n}." for n, m in model.named_modules() if id(m) in ids)
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    source, target = tiny_model(), tiny_model()
+    return source, target
+
+
+@pytest.fixture(scope="module")
+def detector_file(models, tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "model_final.pth"
+    torch.save({"model": detector_state(models[0]), "iteration": 99}, path)
+    return path
+
+
+def test_detector_weights_load_from_file_url(models, detector_file):
+    source, target = models
+    load_detector_weights(target, f"file://{detector_file}")
+    got, want = target.state_dict(), detector_state(source)
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_missing_file_names_key(models, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{KEY}: no such file .*nothing.pth"):
+        load_detector_weights(models[1], str(tmp_path / "nothing.pth"))
+
+
+def test_keys_matching_nothing_is_an_error(models, tmp_path):
+    state = {f"other_model.{k}": v for k, v in detector_state(models[0]).items()}
+    path = tmp_path / "other.pth"
+    torch.save({"model": state}, path)
+    num = len(state)
+    with pytest.raises(DetectorWeightsError) as err:
+        load_detector_weights(models[1], str(path))
+    message = str(err.value)
+    assert f"{KEY}: {path}: only 0 of the detector's {num} parameters" in message
+    assert "unmatched e.g. backbone." in message
+    assert "other_model.backbone." in message  # what the checkpoint has instead
+
+
+def test_min_match_fraction_is_configurable(models, tmp_path):
+    state = detector_state(models[0])
+    kept = dict(list(state.items())[: int(0.7 * len(state))])
+    path = tmp_path / "partial.pth"
+    torch.save({"model": kept}, path)
+    with pytest.raises(DetectorWeightsError, match=f"only {len(kept)} of the detector's"):
+        load_detector_weights(models[1], str(path), min_match=0.9)
+    load_detector_weights(models[1], str(path), min_match=0.5)
+
+
+def test_class_count_mismatch_names_key_and_shapes(tmp_path):
+    path = tmp_path / "eleven_classes.pth"
+    torch.save({"model": detector_state(tiny_model(num_classes=11))}, path)
+    with pytest.raises(DetectorWeightsError) as err:
+        load_detector_weights(tiny_model(num_classes=5), str(path))
+    message = str(err.value)
+    assert (
+        "roi_heads.box_predictor.cls_score.weight has shape (12, 64) in the checkpoint" in message
+    )
+    assert "but (6, 64) in the model" in message
+    assert "MODEL.ROI_HEADS.NUM_CLASSES" in message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"this is a text file, not weights\n", os.urandom(4096)],
+    ids=["text", "random-bytes"],
+)
+def test_unreadable_file_names_file_and_key(models, tmp_path, content):
+    path = tmp_path / "model_final.pth"
+    path.write_bytes(content)
+    with pytest.raises(DetectorWeightsError) as err:
+        load_detector_weights(models[1], str(path))
+    message = str(err.value)
+    assert message.startswith(f"{KEY}: {path} is not a readable PyTorch checkpoint")
+    assert "weights_only" not in message  # torch's advice would mislead here
+
+
+def test_bare_tensor_file_names_file_and_key(models, tmp_path):
+    path = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(DetectorWeightsError, match=f"{KEY}: .*tensor.pth holds a Tensor, not a"):
+        load_detector_weights(models[1], str(path))
