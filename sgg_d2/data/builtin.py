@@ -3,7 +3,8 @@
 Importing this module calls :func:`register_all_builtin`. A name is registered when the
 main annotation file of its split exists (images are only needed at load time; a missing
 one is then an error naming the file). The synthetic world is registered only once its
-generator finished (``synthetic/SUCCESS.json`` exists). Registration is lazy: nothing is
+generator finished (``synthetic/SUCCESS.json`` exists); likewise the crowded world
+(``synthetic_crowded/``, names ``synthetic_crowded_*``). Registration is lazy: nothing is
 loaded until ``DatasetCatalog.get``. Names that are already registered are left alone, so
 re-importing or calling :func:`register_all_builtin` again is harmless. Expected layouts
 are documented in ``datasets/README.md``.
@@ -45,7 +46,9 @@ def _register(name: str, main_file: str, register: Callable[[], None], done: Lis
     done.append(name)
 
 
-def _register_vg_format(prefix: str, folder: str, image_root: str, val_size: int, done) -> None:
+def _register_vg_format(
+    prefix: str, folder: str, image_root: str, val_size: int, done, extra: Optional[dict] = None
+) -> None:
     h5_file = os.path.join(folder, "VG-SGG-with-attri.h5")
     for split in ("train", "val", "test"):
         name = f"{prefix}_{split}"
@@ -61,13 +64,15 @@ def _register_vg_format(prefix: str, folder: str, image_root: str, val_size: int
                 split,
                 val_size=val_size,
                 train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder},
+                metadata={"dataset_root": folder, **(extra or {})},
             ),
             done,
         )
 
 
-def _register_vrd_format(prefix: str, folder: str, image_roots: dict, done) -> None:
+def _register_vrd_format(
+    prefix: str, folder: str, image_roots: dict, done, extra: Optional[dict] = None
+) -> None:
     for split, image_root in image_roots.items():
         name, ann = f"{prefix}_{split}", os.path.join(folder, f"annotations_{split}.json")
         _register(
@@ -80,13 +85,15 @@ def _register_vrd_format(prefix: str, folder: str, image_roots: dict, done) -> N
                 os.path.join(folder, "objects.json"),
                 os.path.join(folder, "predicates.json"),
                 train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder},
+                metadata={"dataset_root": folder, **(extra or {})},
             ),
             done,
         )
 
 
-def _register_openimages_format(prefix: str, folder: str, image_root: str, done) -> None:
+def _register_openimages_format(
+    prefix: str, folder: str, image_root: str, done, extra: Optional[dict] = None
+) -> None:
     annotations = os.path.join(folder, "annotations")
     for split in ("train", "val", "test"):
         name, ann = f"{prefix}_{split}", os.path.join(annotations, f"vrd-{split}-anno.json")
@@ -99,34 +106,53 @@ def _register_openimages_format(prefix: str, folder: str, image_root: str, done)
                 os.path.join(annotations, "categories_dict.json"),
                 image_root,
                 train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder},
+                metadata={"dataset_root": folder, **(extra or {})},
             ),
             done,
         )
 
 
-def _register_synthetic(folder: str, done) -> None:
+def _register_synthetic(folder: str, done, prefix: str = "synthetic") -> None:
+    """Register one synthetic world (``prefix`` = ``synthetic`` or ``synthetic_crowded``).
+
+    Every scene-graph split's metadata gets ``predicate_groups`` ({"mask_dependent":
+    [...], "geometric": [...]} predicate names). The VG-format and custom-JSON splits of
+    a world with ``tags.json`` (the crowded one) also get ``image_tags`` ({int image_id:
+    ["confusion", "proximal"] subset}, ids as in the dataset dicts).
+    """
     success = os.path.join(folder, "SUCCESS.json")
     if not os.path.isfile(success):
         return
+    from .synthetic.generate import read_tags  # imported only when a world is present
+    from .synthetic.world import DEFAULT_WORLD
+
     try:
         with open(success) as f:
             num_val = int(json.load(f)["num_val"])
+        tags = read_tags(folder)
     except (OSError, ValueError, KeyError, TypeError) as e:
         logger.warning(
-            "Synthetic datasets not registered: %s has no valid 'num_val' (%s)", success, e
+            "Synthetic datasets %s_* not registered: %s has no valid 'num_val' or its "
+            "tags.json is malformed (%s)",
+            prefix,
+            success,
+            e,
         )
         return
+    groups = tags["predicate_groups"] if tags else DEFAULT_WORLD.predicate_groups
+    extra = {"predicate_groups": groups}
+    tagged = {**extra, **({"image_tags": tags["image_tags"]} if tags else {})}
     images = os.path.join(folder, "images")
-    _register_vg_format("synthetic", folder, images, num_val, done)
+    _register_vg_format(prefix, folder, images, num_val, done, tagged)
     _register_vrd_format(
-        "synthetic_vrd", os.path.join(folder, "vrd"), {"train": images, "test": images}, done
-    )
+        f"{prefix}_vrd", os.path.join(folder, "vrd"), {"train": images, "test": images}, done,
+        extra,
+    )  # fmt: skip
     _register_openimages_format(
-        "synthetic_openimages", os.path.join(folder, "openimages"), images, done
+        f"{prefix}_openimages", os.path.join(folder, "openimages"), images, done, extra
     )
     for split in ("train", "val", "test"):
-        name = f"synthetic_json_{split}"
+        name = f"{prefix}_json_{split}"
         json_file = os.path.join(folder, "json", f"scene_graphs_{split}.json")
         _register(
             name,
@@ -135,21 +161,21 @@ def _register_synthetic(folder: str, done) -> None:
                 name,
                 json_file,
                 images,
-                train_split="synthetic_json_train",
-                metadata={"dataset_root": folder},
+                train_split=f"{prefix}_json_train",
+                metadata={"dataset_root": folder, **tagged},
             ),
             done,
         )
     masks = os.path.join(folder, "coco_masks")
     for split in ("train", "val"):
-        name = f"synthetic_masks_{split}"
+        name = f"{prefix}_masks_{split}"
         json_file = os.path.join(masks, "annotations", f"instances_{split}.json")
         _register(
             name,
             json_file,
             lambda name=name, json_file=json_file: register_coco_instances(
                 name,
-                {"dataset_root": masks, "train_split": "synthetic_masks_train"},
+                {"dataset_root": masks, "train_split": f"{prefix}_masks_train"},
                 json_file,
                 os.path.join(masks, "images"),
             ),
@@ -176,6 +202,7 @@ def register_all_builtin(root: Optional[str] = None) -> List[str]:
     oi = os.path.join(root, "openimages_v6")
     _register_openimages_format("openimages_v6", oi, os.path.join(oi, "images"), done)
     _register_synthetic(os.path.join(root, "synthetic"), done)
+    _register_synthetic(os.path.join(root, "synthetic_crowded"), done, "synthetic_crowded")
     if done:
         logger.info("Registered datasets under %s: %s", root, ", ".join(done))
     return done

@@ -11,17 +11,19 @@ import numpy as np
 from tqdm import tqdm
 
 from .render import encode_jpeg, encode_rle, paint, sample_aux_scene
-from .scene import sample_scene
+from .scene import IMAGE_TAGS, sample_scene
 from .shapes import mask_box
 from .vectors import VECTOR_DIM, build_word_vectors, write_glove
 from .world import (
     AUX_CLASSES,
+    DEFAULT_WORLD,
     HELD_OUT_TRIPLETS,
-    PREDICATES,
-    THING_CLASSES,
+    WORLDS,
     ZERO_SHOT_PLANT_EVERY,
+    WorldSpec,
     class_index,
     predicate_index,
+    world_spec,
 )
 from .writers import (
     ImageRecord,
@@ -33,10 +35,22 @@ from .writers import (
     write_vrd,
 )
 
-__all__ = ["GENERATOR_VERSION", "WorldConfig", "generate_world", "read_success", "held_out_ids"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "WorldConfig",
+    "PRESET_CONFIGS",
+    "TAGS_FILE",
+    "generate_world",
+    "read_success",
+    "read_tags",
+    "held_out_ids",
+    "world_statistics",
+]
 
 GENERATOR_VERSION = 1
 SUCCESS_FILE = "SUCCESS.json"
+# Crowded world only: predicate groups and per-image tags (``read_tags``).
+TAGS_FILE = "tags.json"
 # Independent random streams: image k of a stream is the same whatever the other counts.
 _STREAM_TRAIN, _STREAM_TEST, _STREAM_MASK_TRAIN, _STREAM_MASK_VAL = 1, 2, 3, 4
 
@@ -80,6 +94,21 @@ class WorldConfig:
             raise ValueError(f"--seed must be >= 0, got {self.seed}")
 
 
+# Default sizes of each preset (the command line overrides any of them).
+PRESET_CONFIGS = {
+    "default": WorldConfig(),
+    "crowded": WorldConfig(
+        num_train=600,
+        num_val=50,
+        num_test=100,
+        num_mask_train=200,
+        num_mask_val=50,
+        image_size=224,
+    ),  # fmt: skip
+}
+assert set(PRESET_CONFIGS) == set(WORLDS)
+
+
 def held_out_ids() -> List[tuple]:
     """Held-out triplets as 0-based (subject class, predicate, object class)."""
     return [(class_index(s), predicate_index(p), class_index(o)) for s, p, o in HELD_OUT_TRIPLETS]
@@ -105,23 +134,26 @@ def _record(image_id: int, labels, visible: np.ndarray, colours, relations) -> I
     )
 
 
-def _scene_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str):
+def _scene_image(
+    cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str, spec: WorldSpec
+):
     rng = np.random.default_rng([cfg.seed, stream, k])
     height, width = _image_size(rng, cfg.image_size)
     held_out = held_out_ids()
     if stream == _STREAM_TEST:
         zero_shot = held_out[(k // ZERO_SHOT_PLANT_EVERY) % len(held_out)]
         zero_shot = zero_shot if k % ZERO_SHOT_PLANT_EVERY == 0 else None
-        scene = sample_scene(rng, height, width, zero_shot=zero_shot)
+        scene = sample_scene(rng, height, width, zero_shot=zero_shot, spec=spec)
     else:
-        scene = sample_scene(rng, height, width, held_out=frozenset(held_out))
+        scene = sample_scene(rng, height, width, held_out=frozenset(held_out), spec=spec)
     _write_bytes(
         os.path.join(folder, f"{image_id}.jpg"), encode_jpeg(paint(rng, scene.masks, scene.colours))
     )
-    return _record(image_id, scene.labels, scene.visible, scene.colours, scene.relations)
+    record = _record(image_id, scene.labels, scene.visible, scene.colours, scene.relations)
+    return record, scene.tags
 
 
-def _aux_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str):
+def _aux_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str, spec=None):
     rng = np.random.default_rng([cfg.seed, stream, k])
     height, width = _image_size(rng, cfg.image_size)
     scene = sample_aux_scene(rng, height, width)
@@ -163,7 +195,39 @@ def read_success(root: str) -> Optional[dict]:
     return content
 
 
-def _is_complete(root: str, cfg: WorldConfig, log: Callable[[str], None]) -> bool:
+def read_tags(root: str) -> Optional[dict]:
+    """Contents of ``ROOT/tags.json`` (crowded world), or None when absent.
+
+    Returns:
+        ``{"predicate_groups": {group: [predicate names]}, "image_tags": {int image_id:
+        [tags]}}`` (JSON string keys turned back into ints).
+
+    Raises:
+        ValueError: naming the file and the key, if it is malformed.
+    """
+    path = os.path.join(root, TAGS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            content = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    for key in ("predicate_groups", "image_tags"):
+        if not isinstance(content, dict) or not isinstance(content.get(key), dict):
+            raise ValueError(f"{path}: expected an object with a {key!r} object")
+    try:
+        image_tags = {int(k): [str(t) for t in v] for k, v in content["image_tags"].items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: 'image_tags' must map integer ids to tag lists ({e})") from e
+    unknown = {t for tags in image_tags.values() for t in tags} - set(IMAGE_TAGS)
+    if unknown:
+        raise ValueError(f"{path}: unknown image tags {sorted(unknown)}; known: {IMAGE_TAGS}")
+    groups = {str(g): [str(p) for p in names] for g, names in content["predicate_groups"].items()}
+    return {"predicate_groups": groups, "image_tags": image_tags}
+
+
+def _is_complete(root: str, cfg: WorldConfig, log: Callable[[str], None], preset: str) -> bool:
     try:
         done = read_success(root)
     except ValueError as e:
@@ -173,16 +237,58 @@ def _is_complete(root: str, cfg: WorldConfig, log: Callable[[str], None]) -> boo
         done is not None
         and done.get("parameters") == asdict(cfg)
         and done.get("version") == GENERATOR_VERSION
+        and done.get("preset", "default") == preset
     )
 
 
-def _predicate_counts(records: List[ImageRecord]) -> dict:
+def _predicate_counts(records: List[ImageRecord], spec: WorldSpec = DEFAULT_WORLD) -> dict:
     preds = np.concatenate([r.relations[:, 2] for r in records]).astype(np.int64)
-    counts = np.bincount(preds, minlength=len(PREDICATES))
-    return {p: int(c) for p, c in zip(PREDICATES, counts)}
+    counts = np.bincount(preds, minlength=len(spec.predicates))
+    return {p: int(c) for p, c in zip(spec.predicates, counts)}
 
 
-def _summary(cfg: WorldConfig, train: list, test: list, aux_train: list, aux_val: list) -> dict:
+def world_statistics(
+    spec: WorldSpec, train: List[ImageRecord], test: List[ImageRecord], tags: dict
+) -> dict:
+    """Measured properties of a generated world (printed by the generator).
+
+    Args:
+        spec: the world's preset.
+        train, test: scene-graph image records.
+        tags: image_id -> list of :data:`IMAGE_TAGS`.
+
+    Returns:
+        dict with ``objects_per_image`` ({split: {min, max, mean}}),
+        ``relations_per_image`` ({split: mean}), ``num_thing_classes``,
+        ``num_predicates``, ``long_tail_ratio`` (most / least frequent train predicate;
+        inf when one never occurs), ``tag_fractions`` ({split: {tag: fraction}}) and
+        ``predicate_groups``.
+    """
+    out = {"objects_per_image": {}, "relations_per_image": {}, "tag_fractions": {}}
+    for split, records in (("train", train), ("test", test)):
+        n = np.array([len(r.labels) for r in records])
+        out["objects_per_image"][split] = {
+            "min": int(n.min()),
+            "max": int(n.max()),
+            "mean": round(float(n.mean()), 3),
+        }
+        out["relations_per_image"][split] = round(
+            float(np.mean([len(r.relations) for r in records])), 3
+        )
+        out["tag_fractions"][split] = {
+            t: round(float(np.mean([t in tags[r.image_id] for r in records])), 4)
+            for t in IMAGE_TAGS
+        }
+    counts = np.array(list(_predicate_counts(train, spec).values()), dtype=np.float64)
+    ratio = float(counts.max() / counts.min()) if counts.min() > 0 else float("inf")
+    out["num_thing_classes"] = len(spec.thing_classes)
+    out["num_predicates"] = len(spec.predicates)
+    out["long_tail_ratio"] = round(ratio, 2)
+    out["predicate_groups"] = spec.predicate_groups
+    return out
+
+
+def _summary(cfg, train, test, aux_train, aux_val, spec, stats) -> dict:
     def n_obj(rs):
         return int(sum(len(r.labels) for r in rs))
 
@@ -207,12 +313,17 @@ def _summary(cfg: WorldConfig, train: list, test: list, aux_train: list, aux_val
             "mask_val": n_obj(aux_val),
         },
         "num_relations": {"train": n_rel(train), "test": n_rel(test)},
-        "predicate_counts": {"train": _predicate_counts(train), "test": _predicate_counts(test)},
-        "thing_classes": list(THING_CLASSES),
-        "predicate_classes": list(PREDICATES),
+        "predicate_counts": {
+            "train": _predicate_counts(train, spec),
+            "test": _predicate_counts(test, spec),
+        },
+        "thing_classes": list(spec.thing_classes),
+        "predicate_classes": list(spec.predicates),
         "aux_classes": list(AUX_CLASSES),
         "held_out_triplets": [list(t) for t in HELD_OUT_TRIPLETS],
         "word_vectors": {"file": "glove/synthetic.50d.txt", "dim": VECTOR_DIM},
+        # The default world's file stays as it was before presets existed.
+        **({} if spec.name == "default" else {"preset": spec.name, "statistics": stats}),
     }
 
 
@@ -222,19 +333,25 @@ def generate_world(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    preset: str = "default",
 ) -> dict:
     """Generate (or keep) the synthetic world under ``root``.
+
+    ``preset`` names the world (``default`` or ``crowded``, see :data:`WORLDS`); the
+    crowded world also writes ``tags.json`` (predicate groups and per-image tags).
 
     If ``root/SUCCESS.json`` exists with the same parameters and generator version and
     ``force`` is False, nothing is written. Otherwise ``SUCCESS.json`` is removed first
     and written last, so its presence means the world is complete.
 
     Returns:
-        The contents of ``SUCCESS.json``.
+        The contents of ``SUCCESS.json`` (for the crowded world it includes
+        ``preset`` and ``statistics``, see :func:`world_statistics`).
     """
     cfg.validate()
+    spec = world_spec(preset)
     success = os.path.join(root, SUCCESS_FILE)
-    if not force and _is_complete(root, cfg, log):
+    if not force and _is_complete(root, cfg, log, preset):
         log(
             f"synthetic world already complete in {root} (same parameters); "
             "use --force to regenerate"
@@ -243,9 +360,21 @@ def generate_world(
     start = time.perf_counter()
     if os.path.exists(success):
         os.remove(success)
-    train, test, aux_train, aux_val = _generate_images(root, cfg, progress)
-    _write_annotations(root, cfg, train, test, aux_train, aux_val)
-    summary = _summary(cfg, train, test, aux_train, aux_val)
+    if os.path.exists(os.path.join(root, TAGS_FILE)):  # a previous crowded world's
+        os.remove(os.path.join(root, TAGS_FILE))
+    train, test, aux_train, aux_val, tags = _generate_images(root, cfg, progress, spec)
+    _write_annotations(root, cfg, train, test, aux_train, aux_val, spec)
+    stats = world_statistics(spec, train, test, tags)
+    if spec.name != "default":
+        write_json(
+            os.path.join(root, TAGS_FILE),
+            {
+                "preset": spec.name,
+                "predicate_groups": spec.predicate_groups,
+                "image_tags": {str(r.image_id): tags[r.image_id] for r in train + test},
+            },
+        )
+    summary = _summary(cfg, train, test, aux_train, aux_val, spec, stats)
     # Written last and atomically: its presence means the world is complete.
     write_json(success + ".tmp", summary)
     os.replace(success + ".tmp", success)
@@ -253,8 +382,9 @@ def generate_world(
     return summary
 
 
-def _generate_images(root: str, cfg: WorldConfig, progress: bool) -> tuple:
-    """Sample, paint and save every image; return the records of the four streams."""
+def _generate_images(root: str, cfg: WorldConfig, progress: bool, spec: WorldSpec) -> tuple:
+    """Sample, paint and save every image; return the records of the four streams and
+    the tags (image_id -> list) of the scene-graph images."""
     image_dir = os.path.join(root, "images")
     aux_dir = os.path.join(root, "coco_masks", "images")
     os.makedirs(image_dir, exist_ok=True)
@@ -265,35 +395,40 @@ def _generate_images(root: str, cfg: WorldConfig, progress: bool) -> tuple:
     def run(fn, stream, count, first_id, folder):
         out = []
         for k in range(count):
-            out.append(fn(cfg, stream, k, first_id + k, folder))
+            out.append(fn(cfg, stream, k, first_id + k, folder, spec))
             bar.update(1)
         return out
 
     train = run(_scene_image, _STREAM_TRAIN, cfg.num_train, 1, image_dir)
     test = run(_scene_image, _STREAM_TEST, cfg.num_test, cfg.num_train + 1, image_dir)
+    tags = {r.image_id: list(t) for r, t in train + test}
+    train, test = [r for r, _ in train], [r for r, _ in test]
     aux_train = run(_aux_image, _STREAM_MASK_TRAIN, cfg.num_mask_train, 1, aux_dir)
     aux_val = run(_aux_image, _STREAM_MASK_VAL, cfg.num_mask_val, cfg.num_mask_train + 1, aux_dir)
     bar.close()
     _remove_stale_images(image_dir, {r.image_id for r in train + test})
     _remove_stale_images(aux_dir, {r.image_id for r in aux_train + aux_val})
-    return train, test, aux_train, aux_val
+    return train, test, aux_train, aux_val, tags
 
 
-def _write_annotations(root, cfg, train, test, aux_train, aux_val) -> None:
+def _write_annotations(root, cfg, train, test, aux_train, aux_val, spec) -> None:
     val, train_only = train[: cfg.num_val], train[cfg.num_val :]
-    write_visual_genome(root, train + test, [0] * len(train) + [2] * len(test))
-    write_vrd(os.path.join(root, "vrd"), train, test)
+    vocab = (spec.thing_classes, spec.predicates)
+    write_visual_genome(root, train + test, [0] * len(train) + [2] * len(test), *vocab)
+    write_vrd(os.path.join(root, "vrd"), train, test, *vocab)
     write_openimages(
         os.path.join(root, "openimages", "annotations"),
         {"train": train_only, "val": val, "test": test},
+        *vocab,
     )
     next_id = 1
     for split, records in (("train", train_only), ("val", val), ("test", test)):
         path = os.path.join(root, "json", f"scene_graphs_{split}.json")
-        next_id = write_scene_graph_json(path, records, next_id)
+        next_id = write_scene_graph_json(path, records, next_id, *vocab)
     for split, records in (("train", aux_train), ("val", aux_val)):
         path = os.path.join(root, "coco_masks", "annotations", f"instances_{split}.json")
         write_coco_instances(path, records, f"sgg_d2 synthetic auxiliary masks ({split})")
     write_glove(
-        os.path.join(root, "glove", f"synthetic.{VECTOR_DIM}d.txt"), build_word_vectors(cfg.seed)
+        os.path.join(root, "glove", f"synthetic.{VECTOR_DIM}d.txt"),
+        build_word_vectors(cfg.seed, spec=spec),
     )

@@ -12,17 +12,23 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .relations import NEAR_GAP, TOUCH_GAP, pair_statistics, relation_labels
+from .relations import NEAR_GAP, TOUCH_GAP, CrowdedRules, pair_statistics, relation_labels
 from .shapes import Shape, draw_mask, mask_box, sample_shape_param
-from .world import HOLLOW_CLASSES, TARGET_CLASSES, class_index, predicate_index
+from .world import (
+    CROWDED_HOLLOW_CLASSES,
+    CROWDED_TARGET_CLASSES,
+    CROWDED_THING_CLASSES,
+    predicate_index,
+)
 
-__all__ = ["Layout", "plant_pair", "place_free_object", "MIN_VISIBLE_FRACTION"]
+__all__ = ["Layout", "plant_pair", "place_free_object", "place_near", "MIN_VISIBLE_FRACTION"]
 
 MIN_VISIBLE_FRACTION = 0.6  # every object keeps >= 60 % of its pixels visible
 MIN_VISIBLE_PIXELS = 60
 MIN_RADIUS = 8.0  # shapes span >= 16 px
 _TRIES = 40
-_HOLLOW = tuple(class_index(c) for c in HOLLOW_CLASSES)
+# Class indices of both worlds agree (default classes are a prefix of the crowded ones).
+_HOLLOW = tuple(CROWDED_THING_CLASSES.index(c) for c in CROWDED_HOLLOW_CLASSES)
 _DIRECTIONS = {"left of": np.pi, "right of": 0.0, "above": -np.pi / 2, "below": np.pi / 2}
 
 
@@ -34,10 +40,22 @@ class Layout:
         labels: 0-based target classes, one per shape.
         shapes: the placed :class:`Shape` objects.
         masks: bool (H, W) amodal masks, one per shape.
+        free_radius: (min px, fraction of the long side, floor px) of free shapes' size:
+            uniform in [min, max(floor, fraction x long side)].
+        container_radius: (low, high) fractions of the long side for containers.
+        rules: the crowded world's extra predicate rules, or None.
     """
 
-    def __init__(self, height: int, width: int):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        free_radius: Tuple[float, float, float] = (MIN_RADIUS, 0.13, 12.0),
+        container_radius: Tuple[float, float] = (0.19, 0.24),
+        rules: Optional[CrowdedRules] = None,
+    ):
         self.height, self.width = height, width
+        self.free_radius, self.container_radius, self.rules = free_radius, container_radius, rules
         self.labels: List[int] = []
         self.shapes: List[Shape] = []
         self.masks: List[np.ndarray] = []
@@ -78,17 +96,19 @@ def _bound(shape: Shape) -> float:
 
 
 def _shape(rng: np.random.Generator, label: int, r: float, cx=0.0, cy=0.0) -> Shape:
-    kind = TARGET_CLASSES[label].shape
+    kind = CROWDED_TARGET_CLASSES[label].shape
     angle = float(rng.uniform(0.0, 2 * np.pi))
     return Shape(kind, cx, cy, float(r), angle, sample_shape_param(rng, kind, r))
 
 
 def _free_radius(rng: np.random.Generator, layout: Layout) -> float:
-    return float(rng.uniform(MIN_RADIUS, max(12.0, 0.13 * layout.size)))
+    low, fraction, floor = layout.free_radius
+    return float(rng.uniform(low, max(floor, fraction * layout.size)))
 
 
 def _container_radius(rng: np.random.Generator, layout: Layout) -> float:
-    return float(rng.uniform(0.19 * layout.size, 0.24 * layout.size))
+    low, high = layout.container_radius
+    return float(rng.uniform(low * layout.size, high * layout.size))
 
 
 def _random_position(rng: np.random.Generator, layout: Layout, shape: Shape) -> Shape:
@@ -105,6 +125,8 @@ def _offset(shape: Shape, dist: float, phi: float) -> Tuple[float, float]:
 def _hole_radius(o: Shape) -> float:
     # Radius of the largest disc inside the hole (inner square: circumradius / sqrt 2).
     inner = o.r * o.param
+    if o.kind == "hex_frame":
+        return inner * np.cos(np.pi / 6)
     return inner / np.sqrt(2.0) if o.kind == "square_frame" else inner
 
 
@@ -157,13 +179,24 @@ def _beside(rng, layout, o: Shape, s_label: int, predicate: str) -> Shape:
     return s.moved(*_offset(o, dist, phi))
 
 
-def _propose(rng, layout, predicate: str, s_label: int, o_label: int):
+def _near_position(rng, layout, shape: Shape, anchor: Tuple[float, float, float]) -> Shape:
+    # Centre at anchor distance in [0.5, 1] x anchor radius, random direction.
+    cx, cy, radius = anchor
+    dist = radius * rng.uniform(0.5, 1.0)
+    phi = rng.uniform(0, 2 * np.pi)
+    return shape.moved(float(cx + dist * np.cos(phi)), float(cy + dist * np.sin(phi)))
+
+
+def _propose(rng, layout, predicate: str, s_label: int, o_label: int, anchor=None):
     """One candidate (o_shape, s_shape or None, s_drawn_first) for ``predicate``."""
     big = predicate in ("in hole of", "inside") or (
         predicate in ("on", "behind") and o_label in _HOLLOW
     )
     r_o = _container_radius(rng, layout) if big else _free_radius(rng, layout)
-    o = _random_position(rng, layout, _shape(rng, o_label, r_o))
+    if anchor is None:
+        o = _random_position(rng, layout, _shape(rng, o_label, r_o))
+    else:
+        o = _near_position(rng, layout, _shape(rng, o_label, r_o), anchor)
     if predicate == "in hole of":
         return o, _in_hole(rng, o, s_label), False
     if predicate == "inside":
@@ -192,17 +225,25 @@ def _pair_predicate(layout: Layout, order: List[Tuple[int, Shape]], subject: int
     if not under.any():  # fully hidden: rejected anyway
         return -1
     boxes = np.stack([mask_box(under), mask_box(masks[1])])
-    primary, _ = relation_labels(masks, hollow, boxes, pair_statistics(masks, hollow))
+    stats = pair_statistics(masks, hollow)
+    primary, _ = relation_labels(masks, hollow, boxes, stats, layout.rules)
     return int(primary[subject, 1 - subject])
 
 
 def plant_pair(
-    rng: np.random.Generator, layout: Layout, predicate: str, s_label: int, o_label: int
+    rng: np.random.Generator,
+    layout: Layout,
+    predicate: str,
+    s_label: int,
+    o_label: int,
+    anchor: Optional[Tuple[float, float, float]] = None,
 ) -> Optional[Tuple[int, int]]:
     """Add on top of ``layout`` a (subject, object) pair whose primary predicate is
     ``predicate`` (checked with the rules of :mod:`.relations`).
 
-    "around" is planted as "in hole of" with the roles swapped.
+    "around" is planted as "in hole of" with the roles swapped. With ``anchor`` =
+    (cx, cy, radius), the object (the hollow one for "around") is centred at a distance
+    in [radius / 2, radius] of (cx, cy) instead of anywhere.
 
     Returns:
         (subject index, object index) in ``layout`` draw order, or None if no valid
@@ -213,7 +254,7 @@ def plant_pair(
         predicate, s_label, o_label = "in hole of", o_label, s_label
     want = predicate_index(predicate)
     for _ in range(_TRIES):
-        o, s, s_first = _propose(rng, layout, predicate, s_label, o_label)
+        o, s, s_first = _propose(rng, layout, predicate, s_label, o_label, anchor)
         if s is None or not (layout.inside_image(s) and layout.inside_image(o)):
             continue
         order = [(s_label, s), (o_label, o)] if s_first else [(o_label, o), (s_label, s)]
@@ -234,3 +275,30 @@ def place_free_object(rng: np.random.Generator, layout: Layout, label: int) -> b
         if layout.try_add([(label, shape)]):
             return True
     return False
+
+
+def place_near(
+    rng: np.random.Generator, layout: Layout, label: int, anchor: int, max_gap: float
+) -> Optional[int]:
+    """Add one object of class ``label`` on top, its mask within ``max_gap`` px of the mask
+    of object ``anchor`` but not overlapping it (a same-class distractor next to it).
+
+    Returns:
+        the new object's index, or None if no valid placement was found.
+    """
+    target = layout.shapes[anchor]
+    field = cv2.distanceTransform(
+        (~layout.masks[anchor]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE
+    )
+    for _ in range(_TRIES):
+        shape = _shape(rng, label, _free_radius(rng, layout))
+        dist = _bound(target) + _bound(shape) + rng.uniform(1.0, max_gap)
+        shape = shape.moved(*_offset(target, dist, rng.uniform(0, 2 * np.pi)))
+        if not layout.inside_image(shape):
+            continue
+        mask = draw_mask(shape, layout.height, layout.width)
+        if not mask.any() or not 2.0 <= float(field[mask].min()) <= max_gap:
+            continue
+        if layout.try_add([(label, shape)]):
+            return len(layout.labels) - 1
+    return None

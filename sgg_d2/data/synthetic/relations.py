@@ -15,24 +15,34 @@ a deterministic function of the rendered geometry, decided by the first rule tha
    ``left of`` / ``right of`` when |dx| >= |dy| (sign of dx, dx >= 0 -> left of),
    else ``above`` / ``below`` (dy > 0 -> above; image y grows downwards).
 
+The crowded world (``CrowdedRules``) inserts five geometric rules between 5 and 6:
+
+5a. ``beside``: mask gap <= ``beside_gap`` and |dx| >= |dy| (horizontal neighbours);
+5b. ``far from``: mask gap >= ``far_gap``;
+5c. ``larger than`` / ``smaller than``: amodal area of s >= ``size_ratio`` x that of o
+    (resp. o's >= ``size_ratio`` x s's);
+5d. ``diagonal to``: min(|dx|, |dy|) >= ``diagonal`` x max(|dx|, |dy|).
+
 "touching" and "near" pairs also have a *secondary* predicate: their geometric direction
 (rule 6). The mask gap is the Euclidean distance between pixel centres of the two masks
 (1 = 4-adjacent, 0 = overlapping).
 """
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from .shapes import hole_mask
-from .world import PREDICATES
+from .world import CROWDED_PREDICATES
 
 __all__ = [
     "OVERLAP_PIXELS",
     "CONTAIN_FRACTION",
     "TOUCH_GAP",
     "NEAR_GAP",
+    "CrowdedRules",
     "pair_statistics",
     "relation_labels",
     "sample_annotations",
@@ -43,7 +53,30 @@ CONTAIN_FRACTION = 0.95
 TOUCH_GAP = 1.5
 NEAR_GAP = 10.0
 
-_P = {name: i for i, name in enumerate(PREDICATES)}
+# Default predicates are a prefix of the crowded ones: one index map serves both worlds.
+_P = {name: i for i, name in enumerate(CROWDED_PREDICATES)}
+
+
+@dataclass(frozen=True)
+class CrowdedRules:
+    """Thresholds of the crowded world's extra geometric rules (see module docstring).
+
+    Attributes:
+        beside_gap: max mask gap (px) of "beside".
+        far_gap: min mask gap (px) of "far from".
+        size_ratio: min amodal area ratio of "larger than" / "smaller than".
+        diagonal: min ratio min(|dx|, |dy|) / max(|dx|, |dy|) of "diagonal to".
+    """
+
+    beside_gap: float
+    far_gap: float
+    size_ratio: float = 4.0
+    diagonal: float = 0.8
+
+    @classmethod
+    def for_size(cls, long_side: float) -> "CrowdedRules":
+        """Thresholds scaled to an image's long side (px)."""
+        return cls(beside_gap=0.1 * long_side, far_gap=0.45 * long_side)
 
 
 def pair_statistics(masks: np.ndarray, hollow: np.ndarray) -> dict:
@@ -87,7 +120,24 @@ def _direction(box_s: np.ndarray, box_o: np.ndarray) -> int:
     return _P["above"] if dy > 0 else _P["below"]
 
 
-def _primary(s: int, o: int, stats: dict, boxes: np.ndarray) -> int:
+def _crowded(s: int, o: int, stats: dict, boxes: np.ndarray, rules: CrowdedRules) -> int:
+    gap, area_s, area_o = stats["gap"][s, o], stats["overlap"][s, s], stats["overlap"][o, o]
+    dx = abs(boxes[o][0] + boxes[o][2] - boxes[s][0] - boxes[s][2]) / 2
+    dy = abs(boxes[o][1] + boxes[o][3] - boxes[s][1] - boxes[s][3]) / 2
+    if gap <= rules.beside_gap and dx >= dy:
+        return _P["beside"]
+    if gap >= rules.far_gap:
+        return _P["far from"]
+    if area_s >= rules.size_ratio * area_o:
+        return _P["larger than"]
+    if area_o >= rules.size_ratio * area_s:
+        return _P["smaller than"]
+    if min(dx, dy) >= rules.diagonal * max(dx, dy):
+        return _P["diagonal to"]
+    return -1
+
+
+def _primary(s: int, o: int, stats: dict, boxes: np.ndarray, rules=None) -> int:
     overlap, in_hole, gap = stats["overlap"], stats["in_hole"], stats["gap"]
     area_s, area_o = overlap[s, s], overlap[o, o]
     if overlap[s, o] >= OVERLAP_PIXELS:
@@ -102,11 +152,19 @@ def _primary(s: int, o: int, stats: dict, boxes: np.ndarray) -> int:
         return _P["touching"]
     if gap[s, o] <= NEAR_GAP:
         return _P["near"]
+    if rules is not None:
+        label = _crowded(s, o, stats, boxes, rules)
+        if label >= 0:
+            return label
     return _direction(boxes[s], boxes[o])
 
 
 def relation_labels(
-    masks: np.ndarray, hollow: np.ndarray, boxes: np.ndarray, stats: Optional[dict] = None
+    masks: np.ndarray,
+    hollow: np.ndarray,
+    boxes: np.ndarray,
+    stats: Optional[dict] = None,
+    rules: Optional[CrowdedRules] = None,
 ):
     """Primary and secondary predicate of every ordered pair.
 
@@ -115,6 +173,7 @@ def relation_labels(
         hollow: bool (N,).
         boxes: float (N, 4) visible-mask boxes XYXY (for the geometric rule).
         stats: :func:`pair_statistics` of the same masks, if already computed.
+        rules: the crowded world's extra rules, or None (default world).
 
     Returns:
         (primary, secondary): int64 (N, N) 0-based predicates; -1 on the diagonal and,
@@ -128,7 +187,7 @@ def relation_labels(
         for o in range(n):
             if s == o:
                 continue
-            primary[s, o] = _primary(s, o, stats, boxes)
+            primary[s, o] = _primary(s, o, stats, boxes, rules)
             if primary[s, o] in (_P["touching"], _P["near"]):
                 secondary[s, o] = _direction(boxes[s], boxes[o])
     return primary, secondary

@@ -129,6 +129,49 @@ def _arrow(c: np.ndarray, s: Shape) -> None:
     _fill(c, s, [np.array(pts)], 1)
 
 
+def _square(c: np.ndarray, s: Shape) -> None:
+    _fill(c, s, [_regular(4, s.r, np.pi / 4)], 1)
+
+
+def _ellipse(c: np.ndarray, s: Shape) -> None:
+    centre = tuple(int(v) for v in _to_cv(np.array([s.cx, s.cy])))
+    axes = (int(round(s.r * _SCALE)), int(round(s.r * s.param * _SCALE)))
+    cv2.ellipse(c, centre, axes, float(np.degrees(s.angle)), 0.0, 360.0, 1, -1, cv2.LINE_8, _SHIFT)
+
+
+def _dome(c: np.ndarray, s: Shape) -> None:
+    # Half disc, shifted so that every point stays within s.r of the centre.
+    t = np.linspace(0.0, np.pi, 25)
+    arc = 0.92 * s.r * np.stack([np.cos(t), 0.4 - np.sin(t)], axis=1)
+    _fill(c, s, [arc], 1)
+
+
+def _trapezoid(c: np.ndarray, s: Shape) -> None:
+    r = s.r
+    _fill(c, s, [np.array([[-0.85 * r, 0.5 * r], [0.85 * r, 0.5 * r], [0.45 * r, -0.5 * r],
+                           [-0.45 * r, -0.5 * r]])], 1)  # fmt: skip
+
+
+def _tee(c: np.ndarray, s: Shape) -> None:
+    r, t = s.r, s.r * s.param
+    top = np.array([[-0.8 * r, -0.55 * r], [0.8 * r, -0.55 * r], [0.8 * r, -0.55 * r + 2 * t],
+                    [-0.8 * r, -0.55 * r + 2 * t]])  # fmt: skip
+    stem = np.array([[-t, -0.55 * r], [t, -0.55 * r], [t, 0.9 * r], [-t, 0.9 * r]])
+    _fill(c, s, [top, stem], 1)
+
+
+def _chevron(c: np.ndarray, s: Shape) -> None:
+    r = s.r
+    pts = [[-0.8 * r, -0.55 * r], [0.0, 0.25 * r], [0.8 * r, -0.55 * r], [0.8 * r, -0.05 * r],
+           [0.0, 0.75 * r], [-0.8 * r, -0.05 * r]]  # fmt: skip
+    _fill(c, s, [np.array(pts)], 1)
+
+
+def _hex_frame(c: np.ndarray, s: Shape) -> None:
+    _fill(c, s, [_regular(6, s.r)], 1)
+    _fill(c, s, [_regular(6, s.r * s.param)], 0)
+
+
 def _polygon(n: int) -> Callable[[np.ndarray, Shape], None]:
     def draw(c: np.ndarray, s: Shape) -> None:
         _fill(c, s, [_regular(n, s.r)], 1)
@@ -150,6 +193,14 @@ SHAPE_DRAWERS: Dict[str, Callable[[np.ndarray, Shape], None]] = {
     "bar": _bar,
     "cross": _cross,
     "arrow": _arrow,
+    # Crowded-world kinds.
+    "square": _square,
+    "ellipse": _ellipse,
+    "dome": _dome,
+    "trapezoid": _trapezoid,
+    "tee": _tee,
+    "chevron": _chevron,
+    "hex_frame": _hex_frame,
 }
 
 # (low, high) of the uniform ``param`` of each kind; bars/crosses get a thickness floor.
@@ -161,8 +212,11 @@ _PARAM_RANGES = {
     "bar": (0.13, 0.22),
     "cross": (0.17, 0.25),
     "arrow": (0.14, 0.2),
+    "ellipse": (0.5, 0.7),
+    "tee": (0.14, 0.2),
+    "hex_frame": (0.55, 0.7),
 }
-_MIN_HALF_THICKNESS = {"bar": 3.0, "cross": 3.0, "arrow": 2.5}
+_MIN_HALF_THICKNESS = {"bar": 3.0, "cross": 3.0, "arrow": 2.5, "tee": 2.5}
 
 
 def sample_shape_param(rng: np.random.Generator, kind: str, r: float) -> float:

@@ -12,7 +12,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .world import AUX_CLASSES, COLOURS, PREDICATES, TARGET_TO_AUX, THING_CLASSES
+from .world import AUX_CLASSES, COLOURS, DEFAULT_WORLD, WorldSpec
 
 __all__ = ["VECTOR_DIM", "vocabulary_words", "build_word_vectors", "write_glove"]
 
@@ -23,10 +23,10 @@ _NORM = 5.0  # GloVe-like vector length
 _FILLERS = ("the", "a", "shape", "object", "image", "of")
 
 
-def vocabulary_words() -> List[str]:
-    """Every word the file covers, in file order (each word once)."""
+def vocabulary_words(spec: WorldSpec = DEFAULT_WORLD) -> List[str]:
+    """Every word the file of world ``spec`` covers, in file order (each word once)."""
     words: List[str] = []
-    names = list(AUX_CLASSES) + list(THING_CLASSES) + list(PREDICATES)
+    names = list(AUX_CLASSES) + list(spec.thing_classes) + list(spec.predicates)
     names += [c for c, _ in COLOURS] + list(_FILLERS)
     for name in names:
         for word in name.split():
@@ -39,19 +39,22 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def build_word_vectors(seed: int, dim: int = VECTOR_DIM) -> Dict[str, np.ndarray]:
+def build_word_vectors(
+    seed: int, dim: int = VECTOR_DIM, spec: WorldSpec = DEFAULT_WORLD
+) -> Dict[str, np.ndarray]:
     """Word -> float64 (dim,) vector, deterministic in ``seed``.
 
     Args:
         seed: world seed (vectors use their own stream of it).
         dim: vector dimension.
+        spec: the world whose vocabulary is covered.
     """
     rng = np.random.default_rng([seed, 5])
     concepts = {a: _unit(rng.standard_normal(dim)) for a in AUX_CLASSES}
     vectors = {}
-    for word in vocabulary_words():
+    for word in vocabulary_words(spec):
         own = _unit(rng.standard_normal(dim))
-        concept = word if word in concepts else TARGET_TO_AUX.get(word)
+        concept = word if word in concepts else spec.target_to_aux.get(word)
         if concept is None:
             vec = own
         else:

@@ -112,18 +112,18 @@ def _index_maps(names: Sequence[str], key: str) -> dict:
     }
 
 
-def _vg_dicts(records: Sequence[ImageRecord]) -> dict:
+def _vg_dicts(records: Sequence[ImageRecord], classes, predicates) -> dict:
     labels = np.concatenate([r.labels for r in records])
     preds = np.concatenate([r.relations[:, 2] for r in records])
     colours = np.concatenate([r.colours for r in records])
     colour_names = [name for name, _ in COLOURS]
     out = {
-        "object_count": _counts(THING_CLASSES, labels),
-        "predicate_count": _counts(PREDICATES, preds),
+        "object_count": _counts(classes, labels),
+        "predicate_count": _counts(predicates, preds),
         "attribute_count": _counts(colour_names, colours),
     }
-    out.update(_index_maps(THING_CLASSES, "label"))
-    out.update(_index_maps(PREDICATES, "predicate"))
+    out.update(_index_maps(classes, "label"))
+    out.update(_index_maps(predicates, "predicate"))
     out.update(_index_maps(colour_names, "attribute"))
     return out
 
@@ -134,7 +134,11 @@ def _counts(names: Sequence[str], values: np.ndarray) -> dict:
 
 
 def write_visual_genome(
-    root: str, records: Sequence[ImageRecord], split_codes: Sequence[int]
+    root: str,
+    records: Sequence[ImageRecord],
+    split_codes: Sequence[int],
+    classes: Sequence[str] = THING_CLASSES,
+    predicates: Sequence[str] = PREDICATES,
 ) -> None:
     """Write ``VG-SGG-with-attri.h5``, ``VG-SGG-dicts-with-attri.json``, ``image_data.json``.
 
@@ -142,11 +146,14 @@ def write_visual_genome(
         root: output folder.
         records: images in h5 order.
         split_codes: (N_img,) 0 = train (val is carved from its start), 2 = test.
+        classes, predicates: the world's vocabulary (default world's by default).
     """
     with h5py.File(os.path.join(root, "VG-SGG-with-attri.h5"), "w", track_order=False) as f:
         for key, value in _vg_arrays(records, split_codes).items():
             f.create_dataset(key, data=value, track_times=False)
-    write_json(os.path.join(root, "VG-SGG-dicts-with-attri.json"), _vg_dicts(records))
+    write_json(
+        os.path.join(root, "VG-SGG-dicts-with-attri.json"), _vg_dicts(records, classes, predicates)
+    )
     image_data = [
         {
             "width": r.width,
@@ -166,7 +173,13 @@ def _vrd_object(record: ImageRecord, index: int) -> dict:
     return {"category": int(record.labels[index]), "bbox": [y1, y2, x1, x2]}
 
 
-def write_vrd(folder: str, train: Sequence[ImageRecord], test: Sequence[ImageRecord]) -> None:
+def write_vrd(
+    folder: str,
+    train: Sequence[ImageRecord],
+    test: Sequence[ImageRecord],
+    classes: Sequence[str] = THING_CLASSES,
+    predicates: Sequence[str] = PREDICATES,
+) -> None:
     """Write VRD ``annotations_{train,test}.json`` (+ ``objects.json``, ``predicates.json``).
 
     Boxes are ``[ymin, ymax, xmin, xmax]`` (same integers as the other formats' XYXY).
@@ -184,11 +197,16 @@ def write_vrd(folder: str, train: Sequence[ImageRecord], test: Sequence[ImageRec
             for r in records
         }
         write_json(os.path.join(folder, f"annotations_{split}.json"), annotations)
-    write_json(os.path.join(folder, "objects.json"), list(THING_CLASSES))
-    write_json(os.path.join(folder, "predicates.json"), list(PREDICATES))
+    write_json(os.path.join(folder, "objects.json"), list(classes))
+    write_json(os.path.join(folder, "predicates.json"), list(predicates))
 
 
-def write_openimages(folder: str, splits: Dict[str, Sequence[ImageRecord]]) -> None:
+def write_openimages(
+    folder: str,
+    splits: Dict[str, Sequence[ImageRecord]],
+    classes: Sequence[str] = THING_CLASSES,
+    predicates: Sequence[str] = PREDICATES,
+) -> None:
     """Write ``vrd-{split}-anno.json`` for each split and ``categories_dict.json``."""
     for split, records in splits.items():
         entries = [
@@ -202,7 +220,7 @@ def write_openimages(folder: str, splits: Dict[str, Sequence[ImageRecord]]) -> N
             for r in records
         ]
         write_json(os.path.join(folder, f"vrd-{split}-anno.json"), entries)
-    categories = {"obj": list(THING_CLASSES), "rel": list(PREDICATES)}
+    categories = {"obj": list(classes), "rel": list(predicates)}
     write_json(os.path.join(folder, "categories_dict.json"), categories)
 
 
@@ -219,7 +237,11 @@ def _images_json(records: Sequence[ImageRecord]) -> list:
 
 
 def write_scene_graph_json(
-    path: str, records: Sequence[ImageRecord], first_annotation_id: int
+    path: str,
+    records: Sequence[ImageRecord],
+    first_annotation_id: int,
+    classes: Sequence[str] = THING_CLASSES,
+    predicates: Sequence[str] = PREDICATES,
 ) -> int:
     """Write one split in the sgg_d2 custom JSON format (``datasets/README.md``).
 
@@ -251,8 +273,8 @@ def write_scene_graph_json(
     write_json(
         path,
         {
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(THING_CLASSES)],
-            "predicate_categories": [{"id": i + 1, "name": n} for i, n in enumerate(PREDICATES)],
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
+            "predicate_categories": [{"id": i + 1, "name": n} for i, n in enumerate(predicates)],
             "images": _images_json(records),
             "annotations": annotations,
             "relations": relations,
