@@ -41,8 +41,10 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.CONTEXT = "MotifsContext"
     # P, the number of real predicates (no background).
     cfg.MODEL.SGG.NUM_PREDICATES = 50
-    # Add the frequency bias log p(predicate | subject class, object class) to the logits.
-    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = True
+    # Add the frequency bias log p(predicate | subject class, object class) to the logits:
+    # None ("auto") follows the context model's paper (its ``paper_frequency_bias``: on for
+    # Frequency, MOTIFS, VCTree, RelDN; off for IMP, LinkNet, F-Net); True/False force it.
+    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = None
     # Relation pairs sampled per training image, and the largest positive fraction.
     cfg.MODEL.SGG.BATCH_SIZE_PER_IMAGE = 256
     cfg.MODEL.SGG.POSITIVE_FRACTION = 0.25
@@ -74,18 +76,30 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.MOTIFS.NUM_OBJ_LAYERS = 1
     cfg.MODEL.SGG.MOTIFS.NUM_EDGE_LAYERS = 1
     cfg.MODEL.SGG.MOTIFS.ORDERING = "leftright"
+    # Object-class decoder: "lstm" (the paper: each class conditioned on the previous ones
+    # in the sequence order) or "linear" (a linear layer on each object's context alone).
+    cfg.MODEL.SGG.MOTIFS.DECODER = "lstm"
 
     cfg.MODEL.SGG.IMP = CN()
     # Rounds of node <-> edge message passing (Xu et al. 2017 use 2).
     cfg.MODEL.SGG.IMP.NUM_ITERATIONS = 2
-    # How a node pools the messages of its edges: "sum" (the paper) or "mean" (robust to
-    # the different degrees of sampled training pairs and all test pairs).
-    cfg.MODEL.SGG.IMP.MESSAGE_REDUCE = "sum"
+    # How a node pools the messages of its edges: "mean" (divided by the node's number of
+    # edges, so ~256 sampled training pairs and all N(N-1) test pairs give messages of the
+    # same scale) or "sum" (the paper's formula, whose scale grows with the degree).
+    cfg.MODEL.SGG.IMP.MESSAGE_REDUCE = "mean"
 
     cfg.MODEL.SGG.VCTREE = CN()
     # Weight of the auxiliary loss that supervises the pairwise tree scores with
     # "this pair has a relation".
     cfg.MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT = 1.0
+    # How the tree construction is trained: "hybrid" (the paper: the score loss plus
+    # REINFORCE on a sampled tree, reward = the relation recall it yields, baseline = the
+    # greedy tree's recall) or "supervised" (the score loss only).
+    cfg.MODEL.SGG.VCTREE.TREE_LEARNING = "hybrid"
+    # Weight of the REINFORCE term, and the K of the recall@K reward (per image, over its
+    # sampled pairs ranked by their best predicate score).
+    cfg.MODEL.SGG.VCTREE.RL_LOSS_WEIGHT = 1.0
+    cfg.MODEL.SGG.VCTREE.REWARD_TOPK = 50
 
     cfg.MODEL.SGG.LINKNET = CN()
     # Stacked relational embedding modules, and their reduction ratio r.
@@ -93,6 +107,17 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.LINKNET.REDUCTION = 2
     # lambda_2: weight of the global-context multi-label loss.
     cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT = 1.0
+    # How that loss reduces over the C classes: "sum" (the paper's sum over classes, then
+    # mean over images) or "mean" (also averaged over classes: lambda_2 / C in effect).
+    cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_REDUCTION = "sum"
+    # Widths: of the object embedding O2 (and of the edge embedding, O3 keeps it through
+    # the residual), and of the global context c (the paper: 256 and 512).
+    cfg.MODEL.SGG.LINKNET.EMBEDDING_DIM = 256
+    cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT_DIM = 512
+    # Ablations (the paper's Table 3): the global context c (module and loss) and the
+    # geometric layout encoding of each pair.
+    cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT = True
+    cfg.MODEL.SGG.LINKNET.GEOMETRIC_LAYOUT = True
 
     cfg.MODEL.SGG.RELDN = CN()
     # Hidden size of the spatial module's MLP.

@@ -36,6 +36,8 @@ H5_REQUIRED_KEYS = (
 )
 # image_data.json entries whose images are corrupt; the h5 files leave them out.
 CORRUPT_IMAGE_IDS = frozenset({1592, 1722, 4616, 4617})
+# Split codes of the h5 "split" dataset: 0 = train (val is carved from it), 2 = test.
+SPLIT_CODES = (0, 2)
 _PER_IMAGE = ("img_to_first_box", "img_to_last_box", "img_to_first_rel", "img_to_last_rel")
 
 
@@ -53,6 +55,11 @@ def read_vg_h5(h5_file: str, box_scale: int) -> Dict[str, np.ndarray]:
     require_file(h5_file, "h5_file")
     box_key = f"boxes_{box_scale}"
     needed = (*H5_REQUIRED_KEYS, box_key)
+    if not h5py.is_hdf5(h5_file):
+        raise DatasetFormatError(
+            f"h5_file {h5_file} is not an HDF5 file (expected the VG150 h5, e.g. "
+            "VG-SGG-with-attri.h5)"
+        )
     with h5py.File(h5_file, "r") as f:
         missing = [k for k in needed if k not in f]
         if missing:
@@ -149,6 +156,13 @@ def validate_vg_h5(
         relation, -1 for items no image range covers.
     """
     n_obj, n_rel = len(a["labels"]), len(a["predicates"])
+    bad_split = ~np.isin(a["split"], SPLIT_CODES)
+    if bad_split.any():
+        i = int(np.nonzero(bad_split)[0][0])
+        raise DatasetFormatError(
+            f"h5_file {h5_file}: image index {i}: split = {a['split'][i]}, expected 0 (train/val) "
+            f"or 2 (test); {int(bad_split.sum())} image(s) have another split code"
+        )
     first_box, last_box = a["img_to_first_box"], a["img_to_last_box"]
     _check_ranges(first_box, last_box, n_obj, "box", h5_file)
     _check_ranges(a["img_to_first_rel"], a["img_to_last_rel"], n_rel, "rel", h5_file)
@@ -166,6 +180,14 @@ def validate_vg_h5(
         raise DatasetFormatError(
             f"h5_file {h5_file}: image index {i}: relation {g} = {pairs[g].tolist()} points "
             f"outside the image's boxes [{first_box[i]}, {last_box[i]}]"
+        )
+    self_rel = owned & (pairs[:, 0] == pairs[:, 1])
+    if self_rel.any():
+        g = int(np.nonzero(self_rel)[0][0])
+        raise DatasetFormatError(
+            f"h5_file {h5_file}: image index {rel_owner[g]}: relation {g} = {pairs[g].tolist()} "
+            f"relates box {pairs[g][0]} to itself (subject == object), which no model can "
+            f"predict; {int(self_rel.sum())} such relation(s) in the file"
         )
     _check_values(a["labels"], box_owner, num_classes, "labels", "object class", h5_file)
     _check_values(a["predicates"], rel_owner, num_predicates, "predicates", "predicate", h5_file)

@@ -105,6 +105,11 @@ class SceneGraphDatasetMapper:
             raise FileNotFoundError(
                 f"image file not found: {file_name} (image_id {dataset_dict.get('image_id')})"
             ) from e
+        except OSError as e:  # truncated or not an image: PIL's message names no file
+            raise OSError(
+                f"cannot read image file {file_name} (image_id {dataset_dict.get('image_id')}): "
+                f"{e}"
+            ) from e
         utils.check_image_size(dataset_dict, image)
         return image
 
@@ -123,7 +128,15 @@ class SceneGraphDatasetMapper:
     def _relations(self, dataset_dict: Dict, num_objects: int) -> torch.Tensor:
         if "relations" not in dataset_dict:
             raise KeyError(f"{dataset_dict['file_name']}: dataset dict has no 'relations'")
-        relations = np.asarray(dataset_dict["relations"], dtype=np.int64).reshape(-1, 3)
+        relations = dataset_dict["relations"]
+        try:
+            relations = np.asarray(relations, dtype=np.int64).reshape(-1, 3)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{dataset_dict['file_name']}: 'relations' must be an int array (R, 3) of "
+                f"[subject, object, predicate] rows, got {type(relations).__name__} "
+                f"{str(relations)[:80]}"
+            ) from e
         bad = (relations[:, :2] < 0) | (relations[:, :2] >= num_objects)
         if bad.any():
             row = int(np.nonzero(bad.any(axis=1))[0][0])

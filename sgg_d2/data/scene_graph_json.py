@@ -41,6 +41,12 @@ def _require(entry: Any, keys: Tuple[str, ...], where: str) -> None:
 def _read(json_file: str) -> Dict[str, Any]:
     data = load_json_file(json_file, "json_file")
     _require(data, _TOP_KEYS, f"json_file {json_file}")
+    for key in _TOP_KEYS:
+        if not isinstance(data[key], list):
+            raise DatasetFormatError(
+                f"json_file {json_file}: '{key}' must be a list of objects, got a "
+                f"{type(data[key]).__name__} (see the format in datasets/README.md)"
+            )
     return data
 
 
@@ -121,6 +127,11 @@ def _collect_relations(data, location, predicates, images, json_file) -> Dict[An
                     f"not to image {image_id}"
                 )
             ends.append(location[ann_id][1])
+        if rel["subject_id"] == rel["object_id"]:
+            raise DatasetFormatError(
+                f"{where}: image id {image_id}: subject_id and object_id are both "
+                f"{rel['subject_id']}; a relation must join two different annotations"
+            )
         per_image[image_id].append((ends[0], ends[1], predicates[rel["predicate_id"]]))
     return per_image
 

@@ -30,7 +30,7 @@ from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
 from .relation.postprocess import scene_graph_outputs
-from .relation.predictor import RelationPredictor
+from .relation.predictor import RelationPredictor, use_frequency_bias
 from .relation.sampling import match_to_gt, pair_targets, training_pairs
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
 from .statistics import training_statistics
@@ -111,7 +111,8 @@ class SceneGraphROIHeads(StandardROIHeads):
             backbone=build_relation_backbone(cfg),
         )
         context = build_context_model(cfg, ret["box_head"].output_shape.channels, sgg.UNION_DIM)
-        freq = training_statistics(cfg)["freq_tensor"] if sgg.USE_FREQUENCY_BIAS else None
+        use_bias = use_frequency_bias(cfg, context)
+        freq = training_statistics(cfg)["freq_tensor"] if use_bias else None
         ret.update(
             mode=sgg.MODE,
             context=context,
@@ -246,6 +247,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         )
         if self.training:
             inputs.gt_instances = targets
+            inputs.relation_predictor = self.relation_predictor
             inputs.obj_gt_classes = self._object_targets(obj_to_gt, targets)
             inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
         state = self._ground(features, boxes, inputs)

@@ -1,5 +1,7 @@
 """IMP context: shapes, gradients, hand-checked messages, isolation and equivariance."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -168,3 +170,40 @@ def test_bad_arguments_and_inputs():
     inputs.union_features = inputs.union_features[:2]
     with pytest.raises(ValueError, match="2 rows for 6 pairs"):
         make_model()(inputs)
+
+
+def test_mean_messages_keep_the_training_scale_on_all_test_pairs():
+    """~64 sampled training pairs vs all N(N-1) test pairs of the same 30 objects: with the
+    default "mean" the node messages have the same scale; the paper's sum grows with the
+    degree (here ~13x), so the GRUs would see inputs at test they never saw in training."""
+    torch.manual_seed(0)
+    n, h = 30, 8
+    h_node = torch.randn(n, h)
+    test_pairs = all_ordered_pairs(n)  # 870 pairs: 58 edges per node
+    h_edge = torch.randn(len(test_pairs), h) + 1.0  # edge states with a non-zero mean
+    keep = torch.randperm(len(test_pairs))[:64]  # the training sample: ~4 edges per node
+    gates = torch.nn.Linear(2 * h, 1), torch.nn.Linear(2 * h, 1)
+
+    def scale(reduce, rows):
+        msg = node_messages(h_node, h_edge[rows], test_pairs[rows], *gates, reduce=reduce)
+        has_edge = torch.bincount(test_pairs[rows].reshape(-1), minlength=n) > 0
+        return msg[has_edge].norm(dim=1).mean()
+
+    everything = torch.arange(len(test_pairs))
+    with torch.no_grad():
+        ratio_mean = scale("mean", everything) / scale("mean", keep)
+        ratio_sum = scale("sum", everything) / scale("sum", keep)
+    assert 0.7 < ratio_mean < 1.4
+    assert ratio_sum > 5
+
+
+def test_default_reduce_and_vg150_iterations():
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    assert cfg.MODEL.SGG.IMP.MESSAGE_REDUCE == "mean"
+    cfg.merge_from_file(str(Path(__file__).parents[2] / "configs/vg150/imp_X101_FPN_sgcls.yaml"))
+    assert cfg.MODEL.SGG.IMP.NUM_ITERATIONS == 2  # Xu et al. 2017
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
+    model = build_context_model(cfg, OBJ_DIM, UNION_DIM)
+    assert model.reduce == "mean" and model.num_iterations == 2
+    assert IMPContext.paper_frequency_bias is False

@@ -15,7 +15,8 @@ from sgg_d2.modeling.context.linknet_modules import (
 )
 from sgg_d2.structures import all_ordered_pairs
 
-OBJ_DIM, UNION_DIM, EMBED, HIDDEN, CHANNELS, C = 6, 5, 3, 8, 4, 3
+OBJ_DIM, UNION_DIM, EMBED, HIDDEN, GC_DIM, CHANNELS, C = 6, 5, 3, 8, 7, 4, 3
+STRIDE = 32  # the 3 x 4 maps of make_inputs cover 96 x 128 inputs
 
 
 def make_inputs(num_objs, gt=False, seed=0, with_targets=False):
@@ -37,6 +38,7 @@ def make_inputs(num_objs, gt=False, seed=0, with_targets=False):
         union_features=torch.rand(len(pairs), UNION_DIM, generator=g),
         gt_labels=labels if gt else None,
         features={"p5": torch.randn(len(num_objs), CHANNELS, 3, 4, generator=g)},
+        image_sizes=[(96, 128)] * len(num_objs),
     )
     if with_targets:
         inputs.gt_instances = []
@@ -47,19 +49,22 @@ def make_inputs(num_objs, gt=False, seed=0, with_targets=False):
     return inputs
 
 
-def make_model(num_modules=2, reduction=2, loss_weight=1.0):
+def make_model(num_modules=2, reduction=2, loss_weight=1.0, **kwargs):
     torch.manual_seed(0)
     return LinkNetContext(
         obj_dim=OBJ_DIM,
         union_dim=UNION_DIM,
         num_classes=C,
         feature_channels=CHANNELS,
+        feature_stride=STRIDE,
         global_feature="p5",
         embed_dim=EMBED,
-        hidden_dim=HIDDEN,
+        embedding_dim=HIDDEN,
+        global_context_dim=GC_DIM,
         num_modules=num_modules,
         reduction=reduction,
         global_context_loss_weight=loss_weight,
+        **kwargs,
     ).eval()
 
 
@@ -119,6 +124,7 @@ def test_attention_stays_inside_each_image(gt):
         setattr(alone, field, getattr(base, field)[: 6 if field == "union_features" else 3])
     alone.gt_labels = base.gt_labels[:3] if gt else None
     alone.features = {"p5": base.features["p5"][:1]}
+    alone.image_sizes = base.image_sizes[:1]
     with torch.no_grad():
         ref = _image(model(base), base, 0)
         for inputs in (other, alone):
@@ -159,9 +165,74 @@ def test_global_context_loss_by_hand():
     out = model(inputs)
     loss = model.losses(inputs, out, torch.zeros(4, dtype=torch.long))["loss_global_context"]
     # image 0, targets (1, 0, 1): ln 2 + ln 4 + ln 4; image 1, targets (0, 1, 0):
-    # ln 2 + ln(4/3) + ln(4/3); mean over 6 entries, times lambda_2 = 0.5.
-    expected = 0.5 * (6 * math.log(2) + 2 * math.log(4 / 3)) / 6
+    # ln 2 + ln(4/3) + ln(4/3); summed over the 3 classes (the paper), mean over the 2
+    # images, times lambda_2 = 0.5.
+    expected = 0.5 * (6 * math.log(2) + 2 * math.log(4 / 3)) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # "mean" (the old behaviour) also divides by the C classes: lambda_2 / C in effect.
+    model.global_context_loss_reduction = "mean"
+    mean = model.losses(inputs, out, torch.zeros(4, dtype=torch.long))["loss_global_context"]
+    assert mean.item() == pytest.approx(expected / C, rel=1e-6)
+    with pytest.raises(ValueError, match="GLOBAL_CONTEXT_LOSS_REDUCTION 'max'"):
+        make_model(global_context_loss_reduction="max")
+
+
+def test_global_context_pools_each_image_over_its_own_area():
+    """c of an image does not depend on its batch mates or the padding of the batch."""
+    model = make_model()
+    inputs = make_inputs([2, 3], seed=4)
+    # Image 0 is 40 x 60 (2 x 2 cells of stride 32), padded to the batch's 96 x 128.
+    inputs.image_sizes = [(40, 60), (96, 128)]
+    fmap = inputs.features["p5"]
+    fmap[0, :, 2:, :] = 0.0
+    fmap[0, :, :, 2:] = 0.0
+    noisy = make_inputs([2, 3], seed=4)
+    noisy.image_sizes = inputs.image_sizes
+    noisy.features = {"p5": fmap.clone()}
+    noisy.features["p5"][0, :, 2:, :] = 100.0  # padding garbage
+    noisy.features["p5"][1] = -fmap[1]  # another batch mate
+    alone = make_inputs([2], seed=4)
+    for field in ("obj_features", "obj_logits", "boxes", "box_layout"):
+        setattr(alone, field, getattr(inputs, field)[:2])
+    alone.union_features = inputs.union_features[:2]
+    alone.image_sizes = [(40, 60)]
+    alone.features = {"p5": fmap[:1, :, :2, :2].clone()}  # its own 2 x 2 map, no padding
+    with torch.no_grad():
+        ref = model(inputs).extras["global_logits"][0]
+        assert torch.allclose(model(noisy).extras["global_logits"][0], ref, atol=1e-6)
+        assert torch.allclose(model(alone).extras["global_logits"][0], ref, atol=1e-6)
+        # by hand: c = ReLU(fc(mean of the 4 valid cells))
+        c = torch.relu(model.global_context.fc(fmap[0, :, :2, :2].mean(dim=(1, 2))))
+        assert torch.allclose(model.global_context.classifier(c), ref, atol=1e-6)
+        # the mean over the whole padded map (the old behaviour) differs
+        c_old = torch.relu(model.global_context.fc(fmap[0].mean(dim=(1, 2))))
+        assert not torch.allclose(model.global_context.classifier(c_old), ref, atol=1e-3)
+    with pytest.raises(ValueError, match="image_sizes"):
+        inputs.image_sizes = None
+        model(inputs)
+
+
+def test_ablations_global_context_and_layout():
+    inputs = make_inputs([3, 2], with_targets=True)
+    full = make_model()
+    no_gc = make_model(global_context=False)
+    assert no_gc.global_context is None
+    assert no_gc.object_embedding.blocks[0].query.in_features == OBJ_DIM + EMBED
+    out = no_gc(inputs)
+    assert "global_logits" not in out.extras
+    assert no_gc.losses(inputs, out, torch.zeros(8, dtype=torch.long)) == {}
+    # without c, an image's outputs ignore the backbone map entirely
+    other = make_inputs([3, 2], with_targets=True)
+    other.features = {"p5": torch.randn(2, CHANNELS, 3, 4)}
+    with torch.no_grad():
+        assert torch.equal(no_gc(other).obj_logits, out.obj_logits)
+        assert not torch.allclose(full(other).obj_logits, full(inputs).obj_logits)
+    no_layout = make_model(geometric_layout=False)
+    assert no_layout.pair_dim == UNION_DIM and no_layout.layout_embed is None
+    with torch.no_grad():
+        g1, g0 = full(inputs).pair_features, no_layout(inputs).pair_features
+    assert g0.shape == (8, UNION_DIM)
+    assert torch.allclose(g0, g1[:, :UNION_DIM])  # G1 = [G0; K2 b], same weights (seed)
 
 
 def test_global_context_loss_trains_the_global_head_only():
@@ -233,7 +304,7 @@ def test_reduction_ratio_sets_projection_widths(reduction):
             for proj in (block.query, block.key, block.value):
                 assert proj.out_features == d // reduction
             assert block.fc_residual.out_features == d
-    assert model.object_embedding.blocks[0].query.in_features == OBJ_DIM + EMBED + HIDDEN
+    assert model.object_embedding.blocks[0].query.in_features == OBJ_DIM + EMBED + GC_DIM
     with pytest.raises(ValueError, match="reduction ratio r=0"):
         make_model(reduction=0)
 
@@ -246,7 +317,7 @@ def test_number_of_modules(num_modules):
     assert model.object_embedding.blocks[-1].fc_out.out_features == C
     assert model.edge_embedding.blocks[-1].fc_out.out_features == 2 * UNION_DIM
     out = model(make_inputs([3, 2]))
-    embed = OBJ_DIM + EMBED + HIDDEN if num_modules == 1 else HIDDEN
+    embed = OBJ_DIM + EMBED + GC_DIM if num_modules == 1 else HIDDEN
     assert out.obj_repr.shape == (5, embed)
     assert out.pair_features.shape == (8, UNION_DIM + EMBED)
 
@@ -265,3 +336,15 @@ def test_built_from_config(make_cfg):
     assert model.global_context.fc.in_features == cfg.MODEL.FPN.OUT_CHANNELS
     assert model.global_context_loss_weight == 0.25
     assert model.pair_dim == cfg.MODEL.SGG.UNION_DIM + cfg.MODEL.SGG.EMBED_DIM
+    # O2/O3 and c have their own widths (the paper: 256 and 512), not CONTEXT_HIDDEN_DIM.
+    m = cfg.MODEL.SGG.LINKNET
+    assert (m.EMBEDDING_DIM, m.GLOBAL_CONTEXT_DIM) == (256, 512)
+    m.EMBEDDING_DIM, m.GLOBAL_CONTEXT_DIM = 12, 10
+    model = build_context_model(cfg, 64, cfg.MODEL.SGG.UNION_DIM)
+    assert model.global_context.fc.out_features == 10
+    assert model.object_embedding.blocks[0].fc_out.out_features == 12
+    assert model.global_context.stride == 32  # p5
+    assert model.global_context_loss_reduction == "sum"
+    m.GLOBAL_CONTEXT, m.GEOMETRIC_LAYOUT = False, False
+    model = build_context_model(cfg, 64, cfg.MODEL.SGG.UNION_DIM)
+    assert model.global_context is None and model.pair_dim == cfg.MODEL.SGG.UNION_DIM

@@ -46,3 +46,37 @@ def test_object_loss_ignores_unmatched():
     loss = object_loss(logits, torch.tensor([0, -1]))
     assert abs(float(loss) - float(-torch.log(torch.tensor(0.5)))) < 1e-6
     assert float(object_loss(logits, torch.tensor([-1, -1]))) == 0.0
+
+
+def test_frequency_bias_default_follows_each_paper():
+    from detectron2.config import get_cfg
+
+    from sgg_d2 import add_sgg_config
+    from sgg_d2.modeling.context import CONTEXT_REGISTRY
+    from sgg_d2.modeling.relation.predictor import use_frequency_bias
+
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    assert cfg.MODEL.SGG.USE_FREQUENCY_BIAS is None  # "auto"
+    paper = {
+        "FrequencyBaseline": True,
+        "MotifsContext": True,
+        "VCTreeContext": True,
+        "IMPContext": False,
+        "LinkNetContext": False,
+    }
+    for name, expected in paper.items():
+        context = CONTEXT_REGISTRY.get(name).__new__(CONTEXT_REGISTRY.get(name))
+        assert use_frequency_bias(cfg, context) is expected, name
+        for forced in (True, False):  # the flag turns it on/off for any model
+            cfg.MODEL.SGG.USE_FREQUENCY_BIAS = forced
+            assert use_frequency_bias(cfg, context) is forced, name
+        cfg.MODEL.SGG.USE_FREQUENCY_BIAS = "auto"
+        assert use_frequency_bias(cfg, context) is expected, name
+        cfg.MODEL.SGG.USE_FREQUENCY_BIAS = None
+    # yacs accepts a bool over the None default (YAML / command line)
+    cfg.merge_from_list(["MODEL.SGG.USE_FREQUENCY_BIAS", "True"])
+    assert cfg.MODEL.SGG.USE_FREQUENCY_BIAS is True
+    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = "yes"
+    with pytest.raises(ValueError, match="MODEL.SGG.USE_FREQUENCY_BIAS is 'yes'"):
+        use_frequency_bias(cfg, context)

@@ -11,15 +11,19 @@ from sgg_d2.modeling.context.tree_utils import (
     build_forest,
     lcrs_binary_tree,
     maximum_spanning_tree,
+    sample_spanning_tree,
     tree_depths,
+    tree_log_prob,
 )
 from sgg_d2.modeling.context.vctree import (
     BinaryTreeLSTM,
     TopDownTreeLSTM,
     VCTreeContext,
+    recall_reward,
     same_image_pairs,
     symmetric_scores,
 )
+from sgg_d2.modeling.relation.predictor import RelationPredictor
 from sgg_d2.structures import all_ordered_pairs
 
 OBJ_DIM, UNION_DIM, HIDDEN, EMBED, C = 6, 5, 4, 3, 3
@@ -155,7 +159,7 @@ def make_inputs(num_objs, gt=False, seed=0):
     )
 
 
-def make_model(weight=1.0):
+def make_model(weight=1.0, tree_learning="supervised", **kwargs):
     torch.manual_seed(0)
     return VCTreeContext(
         obj_dim=OBJ_DIM,
@@ -164,6 +168,8 @@ def make_model(weight=1.0):
         embed_dim=EMBED,
         hidden_dim=HIDDEN,
         score_loss_weight=weight,
+        tree_learning=tree_learning,
+        **kwargs,
     )
 
 
@@ -250,3 +256,96 @@ def test_built_from_config():
     assert isinstance(model, VCTreeContext) and model.needs_union_features
     assert model.score_loss_weight == 0.5 and model.pair_dim == UNION_DIM
     assert model.obj_ctx.out_dim == 14 and model.decoder.out_features == C
+    assert model.tree_learning == "hybrid"  # the paper's default
+    cfg.MODEL.SGG.VCTREE.TREE_LEARNING = "greedy"
+    with pytest.raises(ValueError, match="TREE_LEARNING 'greedy'"):
+        build_context_model(cfg, OBJ_DIM, UNION_DIM)
+
+
+# ----------------------------------------------------------------- hybrid learning
+def test_sampled_tree_log_prob_by_hand():
+    s = torch.tensor([[0.0, 0.6, 0.2], [0.6, 0.0, 0.4], [0.2, 0.4, 0.0]], requires_grad=True)
+    # Root 0; step 1: edges 0-1 (.6), 0-2 (.2) -> pick 1 with .6/.8; step 2: edges 0-2 (.2),
+    # 1-2 (.4) -> pick 2 from 1 with .4/.6.
+    parent, order = np.array([-1, 0, 1]), np.array([0, 1, 2])
+    logp = tree_log_prob(s, parent, order)
+    assert torch.isclose(logp, torch.log(torch.tensor(0.6 / 0.8 * 0.4 / 0.6)))
+    logp.backward()
+    assert s.grad.abs().sum() > 0
+    # Sampling frequencies follow the policy: P(parent(2) = 1) = .6/.8 * .4/.6 = .5 (if 2
+    # joins first, its parent is 0).
+    torch.manual_seed(0)
+    hits = sum(sample_spanning_tree(s.detach().numpy(), 0)[0][2] == 1 for _ in range(2000))
+    assert abs(hits / 2000 - 0.5) < 0.04
+
+
+def test_recall_reward_by_hand():
+    # Image 0: 3 pairs, positives 0 (label 1) and 2 (label 2); image 1: no positive.
+    logits = torch.log(
+        torch.tensor([[0.1, 0.8, 0.1], [0.05, 0.05, 0.9], [0.5, 0.3, 0.2], [0.2, 0.4, 0.4]])
+    )
+    labels = torch.tensor([1, 0, 2, 0])
+    # top-2 of image 0 by best predicate prob: pair 1 (.9), pair 0 (.8); pair 0 predicts
+    # predicate 0 = label 1 - 1 -> 1 hit of 2 positives.
+    assert torch.allclose(recall_reward(logits, labels, [3, 1], 2), torch.tensor([0.5, 0.0]))
+    # top-3: pair 2 predicts predicate 0 but its label is 2 -> still 1 hit.
+    assert torch.allclose(recall_reward(logits, labels, [3, 1], 3), torch.tensor([0.5, 0.0]))
+
+
+def hybrid_setup(num_objs=(6, 5)):
+    inputs = make_inputs(list(num_objs))
+    model = make_model(tree_learning="hybrid", rl_loss_weight=1.0, reward_topk=30)
+    torch.manual_seed(3)
+    inputs.relation_predictor = RelationPredictor(model.pair_dim, 4)
+    with torch.no_grad():  # sharp predictions: the tree's effect on the features shows
+        inputs.relation_predictor.classifier.weight.mul_(300.0)
+    g = torch.Generator().manual_seed(5)
+    labels = torch.randint(1, 5, (len(inputs.pairs),), generator=g)
+    labels[torch.rand(len(labels), generator=g) < 0.6] = 0
+    return model, inputs, labels
+
+
+def test_reinforce_term_trains_the_score_network():
+    model, inputs, _ = hybrid_setup()
+    model.score_loss_weight = 0.0  # only the REINFORCE term can reach the scorer
+    torch.manual_seed(0)
+    out = model(inputs)
+    # Labels = the greedy tree's own predictions: its recall is 1, a sampled tree that
+    # changes any prediction scores less (negative advantage).
+    with torch.no_grad():
+        lab = out.obj_logits.argmax(1)
+        rel = inputs.relation_predictor(
+            out.pair_features, lab[inputs.pairs[:, 0]], lab[inputs.pairs[:, 1]]
+        )
+    labels = rel[:, 1:].argmax(1) + 1
+    losses = model.losses(inputs, out, labels)
+    assert set(losses) == {"loss_vctree_score", "loss_vctree_rl"}
+    assert out.extras["tree_log_prob"].shape == (2,)
+    advantage = out.extras["advantage"]
+    assert (advantage <= 0).all() and advantage.abs().sum() > 0
+    losses["loss_vctree_rl"].backward()
+    for name, p in model.scorer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert model.obj_ctx.up.input_proj.weight.grad is None  # only the tree policy
+    expected = -(advantage * out.extras["tree_log_prob"].detach()).mean()
+    assert torch.isclose(losses["loss_vctree_rl"].detach(), expected)
+
+
+def test_supervised_option_is_the_score_loss_only_and_same_outputs():
+    model, inputs, labels = hybrid_setup()
+    sup = make_model(tree_learning="supervised")
+    sup.load_state_dict(model.state_dict())
+    rng = torch.get_rng_state()
+    out_sup = sup(inputs)
+    assert torch.equal(torch.get_rng_state(), rng)  # no sampling
+    assert set(sup.losses(inputs, out_sup, labels)) == {"loss_vctree_score"}
+    out_hyb = model(inputs)
+    assert torch.allclose(out_sup.obj_logits, out_hyb.obj_logits, atol=1e-6)
+    assert torch.allclose(out_sup.pair_features, out_hyb.pair_features, atol=1e-6)
+    # At test time hybrid samples nothing either.
+    model.eval()
+    assert "tree_log_prob" not in model(inputs).extras
+    with pytest.raises(ValueError, match="relation_predictor"):
+        model.train()
+        inputs.relation_predictor = None
+        model.losses(inputs, model(inputs), labels)

@@ -51,6 +51,9 @@ class ContextInputs:
             the batch (offset per image), -1 if none; identifies entity instances.
         gt_instances: training only: per image the GT ``Instances`` (``gt_boxes``,
             ``gt_classes``), e.g. for image-level multi-label targets.
+        relation_predictor: training only: the shared predicate classifier, ``(pair_features
+            (R, pair_dim), subject labels (R,), object labels (R,)) -> (R, P + 1)`` logits,
+            for losses that score other pair features (VCTree's REINFORCE reward).
         images: (B, 3, H, W) the normalised, padded network input (e.g. for a relation
             backbone); None where the caller has no images.
         all_pairs: training only: (M, 2) int64 EVERY candidate (subject, object) pair of each
@@ -85,6 +88,7 @@ class ContextInputs:
     obj_gt_classes: Optional[torch.Tensor] = None
     obj_gt_index: Optional[torch.Tensor] = None
     gt_instances: Optional[list] = None
+    relation_predictor: Optional[torch.nn.Module] = None
     images: Optional[torch.Tensor] = None
     all_pairs: Optional[torch.Tensor] = None
     all_pair_labels: Optional[torch.Tensor] = None

@@ -1,4 +1,14 @@
-"""Pieces shared by several context models (not a model themselves)."""
+"""Pieces shared by several context models (not a model themselves).
+
+- :class:`ContextModel`: the base of the context models: the widths they all read from the
+  config (one ``from_config``), and the class attribute ``paper_frequency_bias`` that says
+  whether the model's paper adds the frequency bias (``MODEL.SGG.USE_FREQUENCY_BIAS: None``
+  follows it, see ``relation.predictor.use_frequency_bias``);
+- :class:`ClassEmbedding`, :class:`ObjectInput`, :class:`EdgeInput`: the inputs of the
+  object and edge contexts of MOTIFS-style models;
+- :class:`BiLSTMContext`, :class:`PairFromObjects`: MOTIFS' sequence context and the pair
+  feature from head/tail projections gated by the union-box feature (MOTIFS, VCTree).
+"""
 
 from typing import List, Optional
 
@@ -6,12 +16,92 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
-__all__ = ["ClassEmbedding", "PairFromObjects", "BiLSTMContext", "object_labels"]
+from ..relation.geometry import BOX_LAYOUT_DIM
+
+__all__ = [
+    "ContextModel",
+    "ClassEmbedding",
+    "ObjectInput",
+    "EdgeInput",
+    "PairFromObjects",
+    "BiLSTMContext",
+    "object_labels",
+    "image_starts",
+]
 
 
 def object_labels(obj_logits: torch.Tensor, gt_labels: Optional[torch.Tensor]) -> torch.Tensor:
-    """(N,) labels: the known ones (PredCls), else the arg-max of ``obj_logits`` (N, C)."""
+    """(N,) labels: the known ones (PredCls), else the arg-max of ``obj_logits`` (N, C).
+
+    The arg-max is not differentiable, so the labels carry no gradient either way.
+    """
     return gt_labels if gt_labels is not None else obj_logits.argmax(dim=1)
+
+
+def image_starts(num_objs: List[int]) -> List[int]:
+    """Global index of the first object of each image (images concatenated)."""
+    starts, total = [], 0
+    for n in num_objs:
+        starts.append(total)
+        total += n
+    return starts
+
+
+class ContextModel(nn.Module):
+    """Base of the context models: the shared widths and their one ``from_config``.
+
+    A subclass decorates its ``__init__`` with ``@configurable``, takes its own keyword
+    arguments and passes ``**shared`` on; it names its own config keys in
+    :meth:`model_config`. Class attributes (the registry's call contract, ``build.py``):
+
+    - ``needs_union_features`` (bool);
+    - ``paper_frequency_bias`` (bool): whether the model's paper adds the frequency bias
+      log p(predicate | subject class, object class) to the predicate logits; the default
+      of ``MODEL.SGG.USE_FREQUENCY_BIAS`` (None) follows it.
+    """
+
+    needs_union_features = True
+    paper_frequency_bias: Optional[bool] = None
+
+    def __init__(
+        self,
+        *,
+        obj_dim: int,
+        union_dim: int,
+        num_classes: int,
+        embed_dim: int = 128,
+        hidden_dim: int = 256,
+        dropout: float = 0.0,
+    ):
+        """
+        Args:
+            obj_dim: size of the RoI features; union_dim: size of the union-box features.
+            num_classes: C, real object classes.
+            embed_dim: class (and box-layout) embedding size (``MODEL.SGG.EMBED_DIM``).
+            hidden_dim: the model's main hidden width (``MODEL.SGG.CONTEXT_HIDDEN_DIM``).
+            dropout: the model's dropout (``MODEL.SGG.CONTEXT_DROPOUT``).
+        """
+        super().__init__()
+        self.obj_dim, self.union_dim, self.num_classes = obj_dim, union_dim, num_classes
+        self.embed_dim, self.hidden_dim, self.dropout_p = embed_dim, hidden_dim, dropout
+
+    @classmethod
+    def from_config(cls, cfg, obj_dim: int, union_dim: int) -> dict:
+        m = cfg.MODEL.SGG
+        shared = {
+            "obj_dim": obj_dim,
+            "union_dim": union_dim,
+            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
+            "embed_dim": m.EMBED_DIM,
+            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
+            "dropout": m.CONTEXT_DROPOUT,
+        }
+        return {**shared, **cls.model_config(cfg)}
+
+    @classmethod
+    def model_config(cls, cfg) -> dict:
+        """The model's own constructor arguments from ``cfg`` (none by default)."""
+        return {}
 
 
 class ClassEmbedding(nn.Module):
@@ -26,6 +116,48 @@ class ClassEmbedding(nn.Module):
         if gt_labels is not None:
             return self.weight[gt_labels]
         return obj_logits.softmax(dim=1) @ self.weight
+
+
+class ObjectInput(nn.Module):
+    """An object context's input: [RoI feature, class embedding, box-layout embedding].
+
+    The class embedding is of the detector's class distribution (the GT label in PredCls),
+    the layout embedding of ``ContextInputs.box_layout`` (MOTIFS, VCTree).
+    """
+
+    def __init__(self, obj_dim: int, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.class_embed = ClassEmbedding(num_classes, embed_dim)
+        self.layout_embed = nn.Sequential(nn.Linear(BOX_LAYOUT_DIM, embed_dim), nn.ReLU())
+        self.out_dim = obj_dim + 2 * embed_dim
+
+    def forward(self, inputs) -> torch.Tensor:
+        """``ContextInputs`` -> (N, obj_dim + 2 E)."""
+        return torch.cat(
+            [
+                inputs.obj_features,
+                self.class_embed(inputs.obj_logits, inputs.gt_labels),
+                self.layout_embed(inputs.box_layout),
+            ],
+            dim=1,
+        )
+
+
+class EdgeInput(nn.Module):
+    """An edge context's input: [object context, RoI feature, embedding of the decoded label].
+
+    The labels are hard (decoded, or GT in PredCls), as in MOTIFS and VCTree.
+    """
+
+    def __init__(self, ctx_dim: int, obj_dim: int, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.class_embed = ClassEmbedding(num_classes, embed_dim)
+        self.out_dim = ctx_dim + obj_dim + embed_dim
+
+    def forward(self, obj_ctx, obj_features, obj_logits, labels) -> torch.Tensor:
+        """(N, ctx_dim), (N, obj_dim), (N, C), (N,) int64 -> (N, out_dim)."""
+        embed = self.class_embed(obj_logits, labels.detach())
+        return torch.cat([obj_ctx, obj_features, embed], dim=1)
 
 
 class BiLSTMContext(nn.Module):
@@ -78,8 +210,10 @@ class PairFromObjects(nn.Module):
         self.combine = nn.Linear(2 * hidden_dim, union_dim)
         self.out_dim = union_dim
 
-    def forward(self, ctx: torch.Tensor, pairs: torch.Tensor, union: torch.Tensor):
+    def forward(self, ctx: torch.Tensor, pairs: torch.Tensor, union: Optional[torch.Tensor]):
         """(N, ctx_dim), (R, 2), (R, union_dim) -> (R, union_dim)."""
+        if union is None:
+            raise ValueError("the pair features need inputs.union_features (needs_union_features)")
         head, tail = self.head_tail(ctx).chunk(2, dim=1)
         rep = torch.cat([head[pairs[:, 0]], tail[pairs[:, 1]]], dim=1)
         return self.combine(rep) * union

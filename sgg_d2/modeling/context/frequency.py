@@ -1,8 +1,8 @@
 """Frequency baseline (Zellers et al., "Neural Motifs", 2018): predicate from class pair.
 
 No context and no visual pair features: the predicate is predicted by the frequency bias
-log p(predicate | subject class, object class) alone (enabled in ``RelationPredictor``),
-on the detector's object classes.
+log p(predicate | subject class, object class) alone (``RelationPredictor``; the bias is
+this model, so ``paper_frequency_bias`` is True), on the detector's object classes.
 """
 
 from detectron2.config import configurable
@@ -19,6 +19,7 @@ class FrequencyBaseline(nn.Module):
 
     pair_dim = None
     needs_union_features = False
+    paper_frequency_bias = True
 
     @configurable
     def __init__(self):

@@ -15,12 +15,17 @@ from a second GRU fed with the pair's union-box feature (both from a zero state)
 
 The final node states give refined class logits (N, C) (also in PredCls, where the
 predictor uses the GT labels); the final edge states are the pair features (R, H). The
-frequency bias, when enabled, is added by the shared predictor. All pairs of the batch are
-processed together (``index_add_`` over the global pair indices); an object without pairs
-only receives zero messages.
+paper's predicate classifier has no frequency prior (``paper_frequency_bias = False``;
+``MODEL.SGG.USE_FREQUENCY_BIAS: True`` adds it). All pairs of the batch are processed
+together (``index_add_`` over the global pair indices); an object without pairs only
+receives zero messages.
 
-``reduce="mean"`` (not the paper) divides each node message by its number of edges, so
-the message scale does not depend on how many pairs were sampled around the node.
+Message scale (``MODEL.SGG.IMP.MESSAGE_REDUCE``): the paper sums the node messages, so a
+node's message grows with its number of edges: in training a node sees a few of the ~256
+sampled pairs of its image, at test all N(N-1) candidate pairs (up to ~2(N-1) per node),
+and the GRU gets inputs of a scale it never saw. The default "mean" divides each node
+message by the node's number of edges, which makes the scale independent of the number
+of pairs; "sum" is the paper's formula.
 """
 
 import torch
@@ -28,6 +33,7 @@ from detectron2.config import configurable
 from torch import nn
 
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+from .common import ContextModel
 
 __all__ = ["IMPContext", "node_messages", "edge_messages"]
 
@@ -48,7 +54,8 @@ def node_messages(
         h_node: (N, H) node states; h_edge: (R, H) edge states.
         pairs: (R, 2) int64 (subject, object) node indices of the edges.
         subj_gate, obj_gate: maps (R, 2H) -> (R, 1), weights of outgoing/incoming edges.
-        reduce: "sum" (paper) or "mean" over the node's edges.
+        reduce: "mean" over the node's edges (the scale does not depend on the degree) or
+            "sum" (paper).
 
     Returns:
         (N, H) messages; zero for nodes without edges.
@@ -87,69 +94,51 @@ def edge_messages(
 
 
 @CONTEXT_REGISTRY.register()
-class IMPContext(nn.Module):
+class IMPContext(ContextModel):
     """Iterative message passing between object (node) and pair (edge) GRUs.
 
     See the module docstring. ``pair_dim`` = ``hidden_dim``.
     """
 
-    needs_union_features = True
+    paper_frequency_bias = False
 
     @configurable
-    def __init__(
-        self,
-        *,
-        obj_dim: int,
-        union_dim: int,
-        num_classes: int,
-        hidden_dim: int = 256,
-        num_iterations: int = 2,
-        dropout: float = 0.0,
-        reduce: str = "sum",
-    ):
+    def __init__(self, *, num_iterations: int = 2, reduce: str = "mean", **shared):
         """
         Args:
-            obj_dim: size of the RoI features; union_dim: size of union-box features.
-            num_classes: C, real object classes.
-            hidden_dim: H, size of the node and edge GRU states.
             num_iterations: rounds of message passing (0 = the GRUs' first states only).
-            dropout: dropout on the projected RoI and union features.
             reduce: node-message reduction, one of ``REDUCTIONS``.
+            shared: the widths of :class:`ContextModel` (``hidden_dim``: H, the size of
+                the node and edge GRU states; ``dropout`` on the projected RoI and union
+                features; ``embed_dim`` is unused).
         """
-        super().__init__()
+        super().__init__(**shared)
         if num_iterations < 0:
             raise ValueError(f"IMP num_iterations must be >= 0, got {num_iterations}")
         if reduce not in REDUCTIONS:
             raise ValueError(f"IMP reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
         self.num_iterations = num_iterations
         self.reduce = reduce
+        h = self.hidden_dim
         self.obj_proj = nn.Sequential(
-            nn.Linear(obj_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)
+            nn.Linear(self.obj_dim, h), nn.ReLU(), nn.Dropout(self.dropout_p)
         )
         self.union_proj = nn.Sequential(
-            nn.Linear(union_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout)
+            nn.Linear(self.union_dim, h), nn.ReLU(), nn.Dropout(self.dropout_p)
         )
-        self.node_gru = nn.GRUCell(hidden_dim, hidden_dim)
-        self.edge_gru = nn.GRUCell(hidden_dim, hidden_dim)
-        self.node_subj_gate = nn.Linear(2 * hidden_dim, 1)
-        self.node_obj_gate = nn.Linear(2 * hidden_dim, 1)
-        self.edge_subj_gate = nn.Linear(2 * hidden_dim, 1)
-        self.edge_obj_gate = nn.Linear(2 * hidden_dim, 1)
-        self.classifier = nn.Linear(hidden_dim, num_classes)
-        self.pair_dim = hidden_dim
+        self.node_gru = nn.GRUCell(h, h)
+        self.edge_gru = nn.GRUCell(h, h)
+        self.node_subj_gate = nn.Linear(2 * h, 1)
+        self.node_obj_gate = nn.Linear(2 * h, 1)
+        self.edge_subj_gate = nn.Linear(2 * h, 1)
+        self.edge_obj_gate = nn.Linear(2 * h, 1)
+        self.classifier = nn.Linear(h, self.num_classes)
+        self.pair_dim = h
 
     @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        m = cfg.MODEL.SGG
-        return {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "num_iterations": m.IMP.NUM_ITERATIONS,
-            "dropout": m.CONTEXT_DROPOUT,
-            "reduce": m.IMP.MESSAGE_REDUCE,
-        }
+    def model_config(cls, cfg):
+        m = cfg.MODEL.SGG.IMP
+        return {"num_iterations": m.NUM_ITERATIONS, "reduce": m.MESSAGE_REDUCE}
 
     def initial_states(self, inputs: ContextInputs):
         """(N, H) node and (R, H) edge states before any message."""

@@ -2,16 +2,19 @@
 NeurIPS 2018).
 
 1. Global context encoding. The image's backbone map (the ROI heads' input level with the
-   largest stride, e.g. FPN "p5") is average-pooled and mapped by an fc to c (width
-   ``hidden_dim``); a multi-label classifier on c predicts the classes present in the image,
-   trained with a per-image binary cross-entropy weighted by lambda_2 (``losses``).
+   largest stride, e.g. FPN "p5") is average-pooled over the image's own valid area (not
+   the batch's padding, so c does not depend on the batch mates) and mapped by an fc to c
+   (width ``MODEL.SGG.LINKNET.GLOBAL_CONTEXT_DIM``, 512 in the paper); a multi-label
+   classifier on c predicts the classes present in the image, trained with the binary
+   cross-entropy summed over the classes (``linknet_modules.global_context_loss``),
+   weighted by lambda_2 (``losses``).
 2. Object-relational embedding. ``o_i^0 = [f_i^RoI; K0 l_i; c]`` with l_i the detector's
    class distribution (softmax of the logits; the one-hot GT label in PredCls) and K0 a
    learned embedding. K stacked relational embedding modules (paper eqs. 1-6 for K = 2,
    ``linknet_modules.RelationalEmbedding``): R1 = softmax((O0 W1)(O0 U1)^T) row-wise over
    the objects of the image, O1 = O0 (+) fc0(R1 (O0 H1)), O2 = fc1(O1); R2, O3 = O2 (+)
    fc2(R2 (O2 H2)) and O4 = fc3(O3), the refined class logits (N, C). O3 is the contextual
-   object embedding.
+   object embedding; O2 and O3 have width ``MODEL.SGG.LINKNET.EMBEDDING_DIM`` (256).
 3. Edge-relational embedding. ``e_i^0 = [K1 argmax(o_i^4); o_i^3]`` (the GT label in
    PredCls) goes through K relational embedding modules of the same form; the last fc gives
    E1 (N, 2 D_u), whose two halves are the subject and object edge features E1^s, E1^o
@@ -19,10 +22,15 @@ NeurIPS 2018).
 4. Pair feature. ``G0_ij = E1^s_i * E1^o_j * F_ij`` (element-wise, F_ij the union-box
    feature), concatenated with the embedded geometric layout K2 b_{o|s}, b_{o|s} =
    (dx / w_s, dy / h_s, log(w_o / w_s), log(h_o / h_s)) (box centres): G1 = [G0; K2 b].
-   The shared predictor's fc on G1 (plus the frequency bias, if enabled) gives the logits.
+   The shared predictor's fc on G1 gives the logits (Eq. 14: no frequency prior, so
+   ``paper_frequency_bias = False``; ``MODEL.SGG.USE_FREQUENCY_BIAS: True`` adds it).
 
 Loss: L_obj (ROI heads, SGCls/SGDet) + lambda_1 L_rel (``MODEL.SGG.REL_LOSS_WEIGHT``,
 ROI heads) + lambda_2 L_gce (``MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT``, here).
+
+Ablations (the paper's Table 3): ``MODEL.SGG.LINKNET.GLOBAL_CONTEXT: False`` drops c from
+O0 and its loss; ``GEOMETRIC_LAYOUT: False`` drops K2 b from G1 (G1 = G0). Not the paper:
+``GLOBAL_CONTEXT_LOSS_REDUCTION: "mean"`` also averages L_gce over the classes.
 """
 
 from typing import Tuple
@@ -34,8 +42,9 @@ from torch import nn
 
 from ..relation.geometry import pair_geometry
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import ClassEmbedding, object_labels
+from .common import ClassEmbedding, ContextModel, object_labels
 from .linknet_modules import (
+    LOSS_REDUCTIONS,
     GlobalContextEncoding,
     RelationalEmbeddingStack,
     global_context_loss,
@@ -49,8 +58,8 @@ __all__ = ["LinkNetContext", "global_feature_spec", "layout_encoding", "LAYOUT_D
 LAYOUT_DIM = 4
 
 
-def global_feature_spec(cfg) -> Tuple[str, int]:
-    """Name and channels of the backbone map the global context is pooled from.
+def global_feature_spec(cfg) -> Tuple[str, int, int]:
+    """Name, channels and stride of the backbone map the global context is pooled from.
 
     The map is the ROI heads' input (``MODEL.ROI_HEADS.IN_FEATURES``) with the largest
     stride: the most semantic level (the paper pools its backbone's last conv layer).
@@ -67,7 +76,7 @@ def global_feature_spec(cfg) -> Tuple[str, int]:
             f"({', '.join(shapes)}); missing: {missing}"
         )
     name = max(names, key=lambda n: shapes[n].stride)
-    return name, int(shapes[name].channels)
+    return name, int(shapes[name].channels), int(shapes[name].stride)
 
 
 def layout_encoding(subj: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
@@ -78,97 +87,111 @@ def layout_encoding(subj: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
 
 
 @CONTEXT_REGISTRY.register()
-class LinkNetContext(nn.Module):
+class LinkNetContext(ContextModel):
     """Relational embedding, global context and geometric layout. See the module docstring."""
 
-    needs_union_features = True
+    paper_frequency_bias = False
 
     @configurable
     def __init__(
         self,
         *,
-        obj_dim: int,
-        union_dim: int,
-        num_classes: int,
         feature_channels: int,
+        feature_stride: int = 32,
         global_feature: str = "p5",
-        embed_dim: int = 128,
-        hidden_dim: int = 256,
+        embedding_dim: int = 256,
+        global_context_dim: int = 512,
         num_modules: int = 2,
         reduction: int = 2,
         global_context_loss_weight: float = 1.0,
-        dropout: float = 0.0,
+        global_context_loss_reduction: str = "sum",
+        global_context: bool = True,
+        geometric_layout: bool = True,
+        **shared,
     ):
         """
         Args:
-            obj_dim: size of the RoI features; union_dim: D_u, size of union-box features.
-            num_classes: C, real object classes.
-            feature_channels: channels of the backbone map ``global_feature``.
+            feature_channels, feature_stride: channels and stride of the backbone map
+                ``global_feature``.
             global_feature: name of the backbone map (in ``ContextInputs.features``) pooled
                 for the global context.
-            embed_dim: width of the class embeddings K0, K1 and the layout embedding K2.
-            hidden_dim: width of c and of the intermediate relational embeddings.
+            embedding_dim: width of the intermediate relational embeddings (O2, O3).
+            global_context_dim: width of c.
             num_modules: K, relational embedding modules stacked for objects and for edges.
             reduction: r, reduction ratio of the query/key/value projections.
             global_context_loss_weight: lambda_2.
-            dropout: on the intermediate relational embeddings.
+            global_context_loss_reduction: one of ``LOSS_REDUCTIONS`` over the classes.
+            global_context: use c (and its loss); geometric_layout: add K2 b to G1.
+            shared: the widths of :class:`ContextModel` (``embed_dim``: the class embeddings
+                K0, K1 and the layout embedding K2; ``dropout`` on the intermediate
+                relational embeddings; ``hidden_dim`` is unused).
         """
-        super().__init__()
+        super().__init__(**shared)
+        if global_context_loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(
+                f"MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_REDUCTION "
+                f"{global_context_loss_reduction!r}; valid: {', '.join(LOSS_REDUCTIONS)}"
+            )
+        c, e = self.num_classes, self.embed_dim
         self.global_feature = global_feature
         self.global_context_loss_weight = float(global_context_loss_weight)
-        self.num_classes = num_classes
-        self.global_context = GlobalContextEncoding(feature_channels, hidden_dim, num_classes)
-        self.class_embed = ClassEmbedding(num_classes, embed_dim)  # K0
+        self.global_context_loss_reduction = global_context_loss_reduction
+        self.global_context = (
+            GlobalContextEncoding(feature_channels, global_context_dim, c, feature_stride)
+            if global_context
+            else None
+        )
+        self.class_embed = ClassEmbedding(c, e)  # K0
+        context_dim = global_context_dim if global_context else 0
         self.object_embedding = RelationalEmbeddingStack(
-            obj_dim + embed_dim + hidden_dim,
-            hidden_dim,
-            num_classes,
-            num_modules,
-            reduction,
-            dropout,
+            self.obj_dim + e + context_dim, embedding_dim, c, num_modules, reduction, self.dropout_p
         )
-        self.edge_class_embed = ClassEmbedding(num_classes, embed_dim)  # K1
+        self.edge_class_embed = ClassEmbedding(c, e)  # K1
         self.edge_embedding = RelationalEmbeddingStack(
-            embed_dim + self.object_embedding.embed_dim,
-            hidden_dim,
-            2 * union_dim,
+            e + self.object_embedding.embed_dim,
+            embedding_dim,
+            2 * self.union_dim,
             num_modules,
             reduction,
-            dropout,
+            self.dropout_p,
         )
-        self.layout_embed = nn.Sequential(nn.Linear(LAYOUT_DIM, embed_dim), nn.ReLU())  # K2
-        self.pair_dim = union_dim + embed_dim
+        # K2
+        self.layout_embed = (
+            nn.Sequential(nn.Linear(LAYOUT_DIM, e), nn.ReLU()) if geometric_layout else None
+        )
+        self.pair_dim = self.union_dim + (e if geometric_layout else 0)
 
     @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        m = cfg.MODEL.SGG
-        name, channels = global_feature_spec(cfg)
+    def model_config(cls, cfg):
+        m = cfg.MODEL.SGG.LINKNET
+        name, channels, stride = global_feature_spec(cfg)
         return {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "feature_channels": channels,
+            "feature_stride": stride,
             "global_feature": name,
-            "embed_dim": m.EMBED_DIM,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "num_modules": m.LINKNET.NUM_MODULES,
-            "reduction": m.LINKNET.REDUCTION,
-            "global_context_loss_weight": m.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT,
-            "dropout": m.CONTEXT_DROPOUT,
+            "embedding_dim": m.EMBEDDING_DIM,
+            "global_context_dim": m.GLOBAL_CONTEXT_DIM,
+            "num_modules": m.NUM_MODULES,
+            "reduction": m.REDUCTION,
+            "global_context_loss_weight": m.GLOBAL_CONTEXT_LOSS_WEIGHT,
+            "global_context_loss_reduction": m.GLOBAL_CONTEXT_LOSS_REDUCTION,
+            "global_context": m.GLOBAL_CONTEXT,
+            "geometric_layout": m.GEOMETRIC_LAYOUT,
         }
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         """Object logits O4 (N, C), pair features G1 (R, pair_dim), object embedding O3.
 
-        ``extras["global_logits"]``: (B, C) multi-label scores of the global context.
+        ``extras["global_logits"]``: (B, C) multi-label scores of the global context (absent
+        without it).
         """
-        c, global_logits = self.global_context(self._global_map(inputs))
-        image, _ = image_positions(inputs.num_objs, c.device)
-        o0 = torch.cat(
-            [inputs.obj_features, self.class_embed(inputs.obj_logits, inputs.gt_labels), c[image]],
-            dim=1,
-        )
-        o3, o4 = self.object_embedding(o0, inputs.num_objs)
+        o0 = [inputs.obj_features, self.class_embed(inputs.obj_logits, inputs.gt_labels)]
+        extras = {}
+        if self.global_context is not None:
+            c, extras["global_logits"] = self.global_context(*self._global_map(inputs))
+            image, _ = image_positions(inputs.num_objs, c.device)
+            o0.append(c[image])
+        o3, o4 = self.object_embedding(torch.cat(o0, dim=1), inputs.num_objs)
         # Hard labels (no gradient through arg-max), the GT ones in PredCls.
         labels = object_labels(o4, inputs.gt_labels)
         e0 = torch.cat([self.edge_class_embed(o4, labels), o3], dim=1)
@@ -176,12 +199,12 @@ class LinkNetContext(nn.Module):
         return ContextOutputs(
             obj_logits=o4,
             pair_features=self._pair_features(e1, inputs),
-            extras={"global_logits": global_logits},
+            extras=extras,
             obj_repr=o3,
         )
 
-    def _global_map(self, inputs: ContextInputs) -> torch.Tensor:
-        """(B, channels, H, W) backbone map of the batch, checked against ``num_objs``."""
+    def _global_map(self, inputs: ContextInputs):
+        """(B, channels, H, W) backbone map of the batch and the B image sizes, checked."""
         features = inputs.features or {}
         if self.global_feature not in features:
             raise ValueError(
@@ -194,7 +217,9 @@ class LinkNetContext(nn.Module):
                 f"inputs.features[{self.global_feature!r}] holds {fmap.shape[0]} images but "
                 f"num_objs has {len(inputs.num_objs)}"
             )
-        return fmap
+        if inputs.image_sizes is None:
+            raise ValueError("LinkNetContext needs inputs.image_sizes (the valid area to pool)")
+        return fmap, inputs.image_sizes
 
     def _pair_features(self, e1: torch.Tensor, inputs: ContextInputs) -> torch.Tensor:
         """G1 = [E1^s_s * E1^o_o * F; K2 b_{o|s}] for every pair: (R, pair_dim)."""
@@ -203,6 +228,8 @@ class LinkNetContext(nn.Module):
         subj, obj = inputs.pairs[:, 0], inputs.pairs[:, 1]
         e_subj, e_obj = e1.chunk(2, dim=1)
         g0 = e_subj[subj] * e_obj[obj] * inputs.union_features
+        if self.layout_embed is None:
+            return g0
         layout = layout_encoding(inputs.boxes[subj], inputs.boxes[obj])
         return torch.cat([g0, self.layout_embed(layout)], dim=1)
 
@@ -215,8 +242,11 @@ class LinkNetContext(nn.Module):
             pair_labels: unused (the relation loss is the ROI heads').
 
         Returns:
-            ``{"loss_global_context": scalar}``; the BCE is averaged over images and classes.
+            ``{"loss_global_context": scalar}`` (see ``global_context_loss``); empty
+            without the global context.
         """
+        if self.global_context is None:
+            return {}
         if inputs.gt_instances is None:
             raise ValueError("LinkNetContext.losses needs inputs.gt_instances (training only)")
         logits = outputs.extras["global_logits"]
@@ -228,5 +258,5 @@ class LinkNetContext(nn.Module):
         targets = multilabel_targets(
             [t.gt_classes.to(logits.device) for t in inputs.gt_instances], self.num_classes
         )
-        loss = global_context_loss(logits, targets)
+        loss = global_context_loss(logits, targets, self.global_context_loss_reduction)
         return {"loss_global_context": self.global_context_loss_weight * loss}

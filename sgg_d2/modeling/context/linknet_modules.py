@@ -21,6 +21,7 @@ __all__ = [
     "RelationalEmbedding",
     "RelationalEmbeddingStack",
     "GlobalContextEncoding",
+    "valid_area_mean",
     "multilabel_targets",
     "global_context_loss",
 ]
@@ -189,27 +190,56 @@ class RelationalEmbeddingStack(nn.Module):
         return y[index], z[index]
 
 
+def valid_area_mean(feature_map: torch.Tensor, image_sizes, stride: int) -> torch.Tensor:
+    """Average of each image's map over its own valid area (not the batch's zero padding).
+
+    Args:
+        feature_map: (B, D, H, W) backbone map of a padded batch.
+        image_sizes: per image (height, width) of the network input (before padding).
+        stride: the map's stride w.r.t. the input; image i covers the top-left
+            ceil(h_i / stride) x ceil(w_i / stride) cells.
+
+    Returns:
+        (B, D) per-image means.
+    """
+    if len(image_sizes) != feature_map.shape[0]:
+        raise ValueError(
+            f"{len(image_sizes)} image sizes for a map of {feature_map.shape[0]} images"
+        )
+    _, _, height, width = feature_map.shape
+    sizes = torch.as_tensor([list(s) for s in image_sizes], device=feature_map.device)
+    cells = torch.div(sizes + stride - 1, stride, rounding_mode="floor").clamp(min=1)
+    rows = torch.arange(height, device=feature_map.device)[None, :, None] < cells[:, 0, None, None]
+    cols = torch.arange(width, device=feature_map.device)[None, None, :] < cells[:, 1, None, None]
+    mask = (rows & cols).to(feature_map.dtype)  # (B, H, W)
+    total = (feature_map * mask[:, None]).sum(dim=(2, 3))
+    return total / mask.sum(dim=(1, 2)).clamp(min=1)[:, None]
+
+
 class GlobalContextEncoding(nn.Module):
     """Image-level context c and its multi-label class scores (the paper's GCE module).
 
-    ``c = ReLU(fc(avgpool(feature map)))``; ``logits = fc_cls(c)`` predict which classes
-    appear in the image, trained by :func:`global_context_loss`.
+    ``c = ReLU(fc(avgpool(feature map)))``, the average taken over each image's own valid
+    area (:func:`valid_area_mean`), so that c does not depend on the other images of the
+    batch or their padding; ``logits = fc_cls(c)`` predict which classes appear in the
+    image, trained by :func:`global_context_loss`.
     """
 
-    def __init__(self, in_channels: int, dim: int, num_classes: int):
+    def __init__(self, in_channels: int, dim: int, num_classes: int, stride: int):
         """
         Args:
-            in_channels: channels of the backbone map.
+            in_channels: channels of the backbone map; stride: its stride.
             dim: width of c.
             num_classes: C, object classes.
         """
         super().__init__()
+        self.stride = stride
         self.fc = nn.Linear(in_channels, dim)
         self.classifier = nn.Linear(dim, num_classes)
 
-    def forward(self, feature_map: torch.Tensor):
-        """(B, in_channels, H, W) -> c (B, dim), multi-label logits (B, C)."""
-        c = F.relu(self.fc(feature_map.mean(dim=(2, 3))))
+    def forward(self, feature_map: torch.Tensor, image_sizes):
+        """(B, in_channels, H, W), B (height, width) -> c (B, dim), multi-label logits (B, C)."""
+        c = F.relu(self.fc(valid_area_mean(feature_map, image_sizes, self.stride)))
         return c, self.classifier(c)
 
 
@@ -239,11 +269,24 @@ def multilabel_targets(gt_classes: List[torch.Tensor], num_classes: int) -> torc
     return targets
 
 
-def global_context_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Multi-label binary cross-entropy, averaged over images and classes.
+LOSS_REDUCTIONS = ("sum", "mean")
+
+
+def global_context_loss(
+    logits: torch.Tensor, targets: torch.Tensor, reduction: str = "sum"
+) -> torch.Tensor:
+    """Multi-label loss of the global context: binary cross-entropy per class.
+
+    The paper writes ``L_gce = -sum_c M_c log M^_c`` with M the image's multi-hot class
+    vector and M^ = sigmoid(logits). With sigmoid outputs that expression alone is
+    minimised by predicting every class (M^ = 1); it is the positive half of the multi-label
+    binary cross-entropy, which is used here with both halves,
+    ``-sum_c [M_c log M^_c + (1 - M_c) log(1 - M^_c)]``, summed over the classes as in the
+    paper and averaged over the images.
 
     Args:
         logits: (B, C) multi-label scores; targets: (B, C) in {0, 1}.
+        reduction: "sum" over classes (paper) or "mean" (divides by C).
 
     Returns:
         Scalar loss.
@@ -253,4 +296,14 @@ def global_context_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
             f"global-context logits {tuple(logits.shape)} and targets "
             f"{tuple(targets.shape)} differ: one row of targets per image is expected"
         )
-    return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype))
+    if reduction not in LOSS_REDUCTIONS:
+        raise ValueError(
+            f"MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_REDUCTION {reduction!r}; valid: "
+            f"{', '.join(LOSS_REDUCTIONS)}"
+        )
+    per_class = F.binary_cross_entropy_with_logits(
+        logits, targets.to(logits.dtype), reduction="none"
+    )
+    if reduction == "mean":
+        return per_class.mean()
+    return per_class.sum(dim=1).mean()

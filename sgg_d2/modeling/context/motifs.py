@@ -1,26 +1,35 @@
 """MOTIFS (Zellers et al., "Neural Motifs: Scene Graph Parsing with Global Context", 2018).
 
-Objects of an image are put in a sequence (default: left to right by box centre) and
-read by a BiLSTM (object context), whose output gives refined class logits; a second
-BiLSTM over [object context, RoI feature, class embedding] gives the edge context, from
-which head/tail projections of the subject and object, gated by the union-box feature,
-form each pair's feature. The frequency bias is added by the shared predictor.
+Objects of an image are put in a sequence (default: left to right by box centre, the
+paper's best order) and read by a BiLSTM (object context). An LSTM decoder reads the
+object context in the same order and predicts each object's class conditioned on the
+previous objects' classes (the paper's sequential decoding): its input at step t is
+[object context of object t, embedding of the class of object t - 1] (a start token for
+t = 0). The class fed back is the decoded one (arg-max), in training the GT class where the
+object has one (teacher forcing), in PredCls the GT label. A second BiLSTM over [object
+context, RoI feature, embedding of the decoded class] gives the edge context, from which
+head/tail projections of the subject and object, gated by the union-box feature, form each
+pair's feature. The frequency bias is added by the shared predictor (the paper's model
+includes it: ``paper_frequency_bias``). In SGDet the paper suppresses, per decoded class,
+overlapping detections: the generic per-class NMS of the post-processing on the refined
+labels (``TEST.SGG.OBJECT_NMS_THRESH``, set in the MOTIFS configs).
 
-Object decoding is a linear layer on the object context (the benchmark variant of the
-paper's sequential LSTM decoder, which conditions each label on the previous one).
+Flag (not the paper): ``MODEL.SGG.MOTIFS.DECODER: "linear"`` decodes each object's class by
+a linear layer on its object context alone (the benchmark codebases' variant).
 """
 
 import torch
 from detectron2.config import configurable
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 
-from ..relation.geometry import BOX_LAYOUT_DIM
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import BiLSTMContext, ClassEmbedding, PairFromObjects
+from .common import BiLSTMContext, ContextModel, EdgeInput, ObjectInput, PairFromObjects
 
-__all__ = ["MotifsContext", "object_orders"]
+__all__ = ["MotifsContext", "LSTMObjectDecoder", "object_orders", "DECODERS"]
 
 ORDERINGS = ("leftright", "confidence", "size", "random")
+DECODERS = ("lstm", "linear")
 
 
 def object_orders(inputs: ContextInputs, ordering: str):
@@ -45,80 +54,127 @@ def object_orders(inputs: ContextInputs, ordering: str):
     return orders
 
 
-@CONTEXT_REGISTRY.register()
-class MotifsContext(nn.Module):
-    """BiLSTM object and edge context. See the module docstring."""
+class LSTMObjectDecoder(nn.Module):
+    """Sequential class decoder: each object's class conditioned on the previous ones.
 
-    needs_union_features = True
+    ``h_t = LSTM([ctx_t; E(y_{t-1})], h_{t-1})``, ``logits_t = W h_t``, with ``y_{t-1}`` the
+    previous object's class (fed label, else the decoded arg-max) and ``E`` a learned
+    embedding with an extra start token. All images of the batch advance together, one
+    step per sequence position.
+    """
+
+    def __init__(self, ctx_dim: int, num_classes: int, embed_dim: int, hidden_dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.label_embed = nn.Embedding(num_classes + 1, embed_dim)  # last row: start token
+        self.cell = nn.LSTMCell(ctx_dim + embed_dim, hidden_dim)
+        self.classifier = nn.Linear(hidden_dim, num_classes)
+
+    def forward(self, obj_ctx: torch.Tensor, orders, feed_labels=None) -> torch.Tensor:
+        """
+        Args:
+            obj_ctx: (N, ctx_dim) object contexts, images concatenated.
+            orders: per image, global object indices in sequence order.
+            feed_labels: optional (N,) int64 class to feed back for each object (GT in
+                PredCls or teacher forcing); entries < 0 feed the decoded arg-max instead.
+
+        Returns:
+            (N, C) class logits in the original object order.
+        """
+        orders = sorted((o for o in orders if len(o)), key=len, reverse=True)
+        if not orders:
+            return obj_ctx.new_zeros((obj_ctx.shape[0], self.num_classes))
+        index = pad_sequence(orders, batch_first=True, padding_value=-1)  # (B, T), longest first
+        active = (index >= 0).sum(0).tolist()  # images still running at each step
+        h = obj_ctx.new_zeros((len(orders), self.cell.hidden_size))
+        c = torch.zeros_like(h)
+        prev = torch.full((len(orders),), self.num_classes, device=obj_ctx.device)
+        rows, outs = [], []
+        for t, k in enumerate(active):
+            idx = index[:k, t]
+            step_in = torch.cat([obj_ctx[idx], self.label_embed(prev[:k])], dim=1)
+            h_t, c_t = self.cell(step_in, (h[:k], c[:k]))
+            logits = self.classifier(h_t)
+            label = logits.argmax(1)
+            if feed_labels is not None:
+                known = feed_labels[idx]
+                label = torch.where(known >= 0, known, label)
+            h, c, prev = h_t, c_t, label  # finished (shorter) images are dropped from the end
+            rows.append(idx)
+            outs.append(logits)
+        out = obj_ctx.new_zeros((obj_ctx.shape[0], self.num_classes))
+        out[torch.cat(rows)] = torch.cat(outs)
+        return out
+
+
+@CONTEXT_REGISTRY.register()
+class MotifsContext(ContextModel):
+    """BiLSTM object and edge contexts, sequential class decoding. See the module docstring."""
+
+    paper_frequency_bias = True
 
     @configurable
     def __init__(
         self,
         *,
-        obj_dim: int,
-        union_dim: int,
-        num_classes: int,
-        embed_dim: int = 128,
-        hidden_dim: int = 256,
         num_obj_layers: int = 1,
         num_edge_layers: int = 1,
         ordering: str = "leftright",
-        dropout: float = 0.0,
+        decoder: str = "lstm",
+        **shared,
     ):
         """
         Args:
-            obj_dim: size of the RoI features; union_dim: size of union-box features.
-            num_classes: C, real object classes.
-            embed_dim: class and box-layout embedding size.
-            hidden_dim: LSTM hidden size per direction.
+            num_obj_layers, num_edge_layers: BiLSTM layers of the object and edge contexts.
             ordering: one of ``ORDERINGS``.
+            decoder: one of ``DECODERS``: "lstm" (paper) or "linear".
+            shared: the widths of :class:`ContextModel` (``hidden_dim``: LSTM hidden size
+                per direction).
         """
-        super().__init__()
+        super().__init__(**shared)
         if ordering not in ORDERINGS:
             raise ValueError(f"MOTIFS ordering {ordering!r}; valid: {', '.join(ORDERINGS)}")
+        if decoder not in DECODERS:
+            raise ValueError(f"MODEL.SGG.MOTIFS.DECODER {decoder!r}; valid: {', '.join(DECODERS)}")
+        c, e, h = self.num_classes, self.embed_dim, self.hidden_dim
         self.ordering = ordering
-        self.class_embed = ClassEmbedding(num_classes, embed_dim)
-        self.edge_class_embed = ClassEmbedding(num_classes, embed_dim)
-        self.layout_embed = nn.Sequential(nn.Linear(BOX_LAYOUT_DIM, embed_dim), nn.ReLU())
-        self.obj_ctx = BiLSTMContext(obj_dim + 2 * embed_dim, hidden_dim, num_obj_layers, dropout)
-        self.decoder = nn.Linear(self.obj_ctx.out_dim, num_classes)
-        self.edge_ctx = BiLSTMContext(
-            self.obj_ctx.out_dim + obj_dim + embed_dim, hidden_dim, num_edge_layers, dropout
-        )
-        self.pair = PairFromObjects(self.edge_ctx.out_dim, hidden_dim, union_dim)
-        self.pair_dim = union_dim
+        self.obj_input = ObjectInput(self.obj_dim, c, e)
+        self.obj_ctx = BiLSTMContext(self.obj_input.out_dim, h, num_obj_layers, self.dropout_p)
+        if decoder == "lstm":
+            self.decoder = LSTMObjectDecoder(self.obj_ctx.out_dim, c, e, h)
+        else:
+            self.decoder = nn.Linear(self.obj_ctx.out_dim, c)
+        self.edge_input = EdgeInput(self.obj_ctx.out_dim, self.obj_dim, c, e)
+        self.edge_ctx = BiLSTMContext(self.edge_input.out_dim, h, num_edge_layers, self.dropout_p)
+        self.pair = PairFromObjects(self.edge_ctx.out_dim, h, self.union_dim)
+        self.pair_dim = self.union_dim
 
     @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        m = cfg.MODEL.SGG
+    def model_config(cls, cfg):
+        m = cfg.MODEL.SGG.MOTIFS
         return {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "embed_dim": m.EMBED_DIM,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "num_obj_layers": m.MOTIFS.NUM_OBJ_LAYERS,
-            "num_edge_layers": m.MOTIFS.NUM_EDGE_LAYERS,
-            "ordering": m.MOTIFS.ORDERING,
-            "dropout": m.CONTEXT_DROPOUT,
+            "num_obj_layers": m.NUM_OBJ_LAYERS,
+            "num_edge_layers": m.NUM_EDGE_LAYERS,
+            "ordering": m.ORDERING,
+            "decoder": m.DECODER,
         }
+
+    def decode(self, obj_ctx: torch.Tensor, orders, inputs: ContextInputs) -> torch.Tensor:
+        """(N, C) refined class logits from the object context."""
+        if isinstance(self.decoder, nn.Linear):
+            return self.decoder(obj_ctx)
+        feed = inputs.gt_labels
+        if feed is None and self.training:
+            feed = inputs.obj_gt_classes  # teacher forcing; -1 (no GT) feeds the decoded class
+        return self.decoder(obj_ctx, orders, feed)
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         orders = object_orders(inputs, self.ordering)
-        x = torch.cat(
-            [
-                inputs.obj_features,
-                self.class_embed(inputs.obj_logits, inputs.gt_labels),
-                self.layout_embed(inputs.box_layout),
-            ],
-            dim=1,
+        obj_ctx = self.obj_ctx(self.obj_input(inputs), orders)
+        obj_logits = self.decode(obj_ctx, orders, inputs)
+        labels = inputs.gt_labels if inputs.gt_labels is not None else obj_logits.argmax(1)
+        edge_in = self.edge_input(obj_ctx, inputs.obj_features, obj_logits, labels)
+        pair_features = self.pair(
+            self.edge_ctx(edge_in, orders), inputs.pairs, inputs.union_features
         )
-        obj_ctx = self.obj_ctx(x, orders)
-        obj_logits = self.decoder(obj_ctx)
-        if inputs.gt_labels is not None:
-            edge_embed = self.edge_class_embed(obj_logits, inputs.gt_labels)
-        else:  # the decoded (hard) labels, as in the paper
-            edge_embed = self.edge_class_embed(obj_logits, obj_logits.argmax(1).detach())
-        edge_ctx = self.edge_ctx(torch.cat([obj_ctx, inputs.obj_features, edge_embed], 1), orders)
-        pair_features = self.pair(edge_ctx, inputs.pairs, inputs.union_features)
         return ContextOutputs(obj_logits=obj_logits, pair_features=pair_features, obj_repr=obj_ctx)

@@ -17,6 +17,9 @@ import torch
 __all__ = [
     "BinaryForest",
     "build_forest",
+    "forest_from_trees",
+    "sample_spanning_tree",
+    "tree_log_prob",
     "lcrs_binary_tree",
     "maximum_spanning_tree",
     "tree_depths",
@@ -54,6 +57,63 @@ def maximum_spanning_tree(scores: np.ndarray) -> Tuple[int, np.ndarray]:
     for child, par in nx.bfs_predecessors(tree, root):
         parent[child] = par
     return root, parent
+
+
+def sample_spanning_tree(scores: np.ndarray, root: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Sample a spanning tree by Prim's procedure with random instead of greedy choices.
+
+    Starting from ``root``, each step adds one node outside the tree, attached by the
+    edge (i in the tree, j outside) drawn with probability ``S_ij / sum of S over all such
+    edges`` (VCTree's tree policy; the greedy choice would give the maximum tree). Uses
+    ``torch.rand``, so ``torch.manual_seed`` makes it reproducible.
+
+    Args:
+        scores: (n, n) symmetric non-negative scores; root: the first node.
+
+    Returns:
+        ``(parent, order)``: ``parent`` (n,) int64 (-1 for the root) and ``order`` (n,)
+        int64, the nodes in the order they joined (``order[0] == root``).
+    """
+    n = scores.shape[0]
+    parent = np.full(n, -1, dtype=np.int64)
+    order = np.full(n, root, dtype=np.int64)
+    in_tree = np.zeros(n, dtype=bool)
+    in_tree[root] = True
+    weights = np.clip(scores, 1e-12, None) * (1 - np.eye(n))
+    for step in range(1, n):
+        frontier = weights * np.outer(in_tree, ~in_tree)  # (i in tree, j outside)
+        cdf = np.cumsum(frontier.ravel())
+        pick = int(np.searchsorted(cdf, float(torch.rand(())) * cdf[-1], side="right"))
+        i, j = divmod(min(pick, n * n - 1), n)
+        parent[j], order[step], in_tree[j] = i, j, True
+    return parent, order
+
+
+def tree_log_prob(scores: torch.Tensor, parent: np.ndarray, order: np.ndarray) -> torch.Tensor:
+    """Log-probability of a tree drawn by :func:`sample_spanning_tree`, differentiable in S.
+
+    ``sum_t log S[parent(j_t), j_t] - log sum_{i in T_t, j not in T_t} S_ij`` over the steps
+    t = 1 .. n - 1, with ``T_t`` the nodes that joined before step t.
+
+    Args:
+        scores: (n, n) symmetric positive scores (a tensor, with its gradient).
+        parent, order: as returned by :func:`sample_spanning_tree`.
+
+    Returns:
+        Scalar tensor (0 for n <= 1).
+    """
+    n = scores.shape[0]
+    if n <= 1:
+        return scores.sum() * 0.0
+    scores = scores.clamp(min=1e-12)
+    rank = torch.empty(n, dtype=torch.long, device=scores.device)
+    rank[torch.as_tensor(order, device=scores.device)] = torch.arange(n, device=scores.device)
+    steps = torch.arange(1, n, device=scores.device)
+    member = (rank[None, :] < steps[:, None]).to(scores.dtype)  # (n-1, n): in T_t
+    frontier = ((member @ scores) * (1 - member)).sum(dim=1)  # (n-1,)
+    child = torch.as_tensor(order[1:], device=scores.device)
+    chosen = scores[torch.as_tensor(parent[order[1:]], device=scores.device), child]
+    return (chosen.log() - frontier.log()).sum()
 
 
 def lcrs_binary_tree(parent: np.ndarray, root: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,7 +191,7 @@ class BinaryForest:
 
 
 def build_forest(scores: Sequence[np.ndarray], device) -> BinaryForest:
-    """One binary tree per image from its (n_i, n_i) symmetric score matrix.
+    """One binary tree per image: the maximum spanning tree of its symmetric scores.
 
     Args:
         scores: per image, (n_i, n_i) symmetric scores (images in batch order).
@@ -140,13 +200,26 @@ def build_forest(scores: Sequence[np.ndarray], device) -> BinaryForest:
     Returns:
         ``BinaryForest`` over N = sum(n_i) nodes, image i's nodes offset by sum(n_<i).
     """
-    total = int(sum(s.shape[0] for s in scores))
+    trees = [
+        maximum_spanning_tree(s) if s.shape[0] else (-1, np.zeros(0, np.int64)) for s in scores
+    ]
+    return forest_from_trees(trees, device)
+
+
+def forest_from_trees(trees: Sequence[Tuple[int, np.ndarray]], device) -> BinaryForest:
+    """``BinaryForest`` of given rooted trees, one per image.
+
+    Args:
+        trees: per image ``(root, parent)``: parent (n_i,) int64 of each node, -1 for the
+            root (root -1 and n_i = 0 for an image without objects).
+        device: device of the returned tensors.
+    """
+    total = int(sum(len(parent) for _, parent in trees))
     left, right, parent, depth, roots = [], [], [], [], []
     offset = 0
-    for s in scores:
-        n = s.shape[0]
+    for root, tree_parent in trees:
+        n = len(tree_parent)
         if n:
-            root, tree_parent = maximum_spanning_tree(s)
             lft, rgt, bpar = lcrs_binary_tree(tree_parent, root)
             depth.append(tree_depths(bpar))
             # Local -> global indices; absent (-1) -> the sentinel N.

@@ -17,16 +17,32 @@ CVPR 2019).
    added by the shared predictor. Both TreeLSTMs update a whole depth level of every tree
    of the batch at once.
 
-Training of the tree scores: the paper learns the tree by hybrid learning, i.e. a
-supervised loss on the scores plus REINFORCE on the sampled tree structure with the
-relation loss as reward. Only the supervised part is implemented here: ``losses`` gives a
-binary cross-entropy between the directed pair logit of each sampled pair and "this pair
-has a relation" (``pair_labels > 0``), weighted by ``MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT``.
-The relation loss does not reach the score network (the tree is built from detached
-scores). There is no REINFORCE and no tree sampling: the tree is always the maximum one.
+The frequency bias is part of the paper's model (``paper_frequency_bias``).
+
+Training of the tree construction (``MODEL.SGG.VCTREE.TREE_LEARNING``). The tree is
+discrete, so the relation loss does not reach the score network. The paper's hybrid
+learning ("hybrid", default) trains it with
+
+- a supervised score loss: binary cross-entropy between the directed pair logit of each
+  sampled pair and "this pair has a relation" (``pair_labels > 0``), weight
+  ``SCORE_LOSS_WEIGHT`` (``loss_vctree_score``);
+- REINFORCE on the tree (``loss_vctree_rl``, weight ``RL_LOSS_WEIGHT``): per image a tree
+  z is sampled from the policy pi(z | S) (Prim's procedure drawing each new edge with
+  probability proportional to S among the edges leaving the current tree,
+  ``tree_utils.sample_spanning_tree``); the model is run again (without gradient) on the
+  sampled trees, and the reward r(z) is the image's relation recall@K (``REWARD_TOPK``) of
+  its sampled pairs: the pairs ranked by their best predicate probability, a hit is a
+  positive pair in the top K whose arg-max predicate is its label. The baseline b is the
+  same recall of the greedy (maximum spanning) tree, the one used for the relation loss
+  and at test (self-critical). Loss: ``-mean_images (r(z) - b) log pi(z | S)``; its
+  gradient reaches the score network through S.
+
+"supervised" keeps the score loss only (no sampling). The relation loss is always computed
+on the greedy tree, so "supervised" and "hybrid" give the same forward outputs.
 """
 
 import math
+from typing import List
 
 import numpy as np
 import torch
@@ -34,12 +50,27 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from ..relation.geometry import BOX_LAYOUT_DIM, PAIR_GEOMETRY_DIM, pair_geometry
+from ..relation.geometry import PAIR_GEOMETRY_DIM, pair_geometry
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import ClassEmbedding, PairFromObjects
-from .tree_utils import BinaryForest, build_forest
+from .common import ContextModel, EdgeInput, ObjectInput, PairFromObjects, object_labels
+from .tree_utils import (
+    BinaryForest,
+    build_forest,
+    forest_from_trees,
+    sample_spanning_tree,
+    tree_log_prob,
+)
 
-__all__ = ["VCTreeContext", "BinaryTreeLSTM", "TopDownTreeLSTM", "BiTreeLSTM"]
+__all__ = [
+    "VCTreeContext",
+    "BinaryTreeLSTM",
+    "TopDownTreeLSTM",
+    "BiTreeLSTM",
+    "recall_reward",
+    "TREE_LEARNING",
+]
+
+TREE_LEARNING = ("hybrid", "supervised")
 
 
 class BinaryTreeLSTM(nn.Module):
@@ -146,121 +177,189 @@ def same_image_pairs(num_objs) -> torch.Tensor:
     return same.nonzero()
 
 
-def symmetric_scores(probs: np.ndarray, num_objs):
-    """Per image (n_i, n_i) ``(P + P^T) / 2`` from the probabilities of ``same_image_pairs``."""
+def symmetric_score_tensors(probs: torch.Tensor, num_objs) -> List[torch.Tensor]:
+    """Per image (n_i, n_i) ``(P + P^T) / 2`` from the probabilities of ``same_image_pairs``
+    (differentiable; zero diagonal)."""
     out, start = [], 0
     for n in num_objs:
-        mat = np.zeros((n, n), dtype=np.float64)
-        mat[~np.eye(n, dtype=bool)] = probs[start : start + n * (n - 1)]
+        off_diag = ~torch.eye(n, dtype=torch.bool, device=probs.device)
+        mat = probs.new_zeros((n, n)).masked_scatter(off_diag, probs[start : start + n * (n - 1)])
         out.append(0.5 * (mat + mat.T))
         start += n * (n - 1)
     return out
 
 
+def symmetric_scores(probs: np.ndarray, num_objs):
+    """Per image (n_i, n_i) ``(P + P^T) / 2`` from the probabilities of ``same_image_pairs``."""
+    mats = symmetric_score_tensors(torch.as_tensor(probs, dtype=torch.float64), num_objs)
+    return [m.numpy() for m in mats]
+
+
+def recall_reward(
+    rel_logits: torch.Tensor, pair_labels: torch.Tensor, num_pairs, top_k: int
+) -> torch.Tensor:
+    """Per image relation recall@K of the pairs' predictions (VCTree's reward).
+
+    Args:
+        rel_logits: (R, P + 1) predicate logits (background at 0), images concatenated.
+        pair_labels: (R,) int64, 0 = background, p + 1 = predicate p.
+        num_pairs: pairs per image; top_k: K.
+
+    Returns:
+        (B,) float: hits / positives of each image (0 where it has no positive pair); a hit
+        is a positive pair among the K with the best non-background probability whose
+        arg-max predicate is its label.
+    """
+    probs = rel_logits.softmax(dim=1)[:, 1:]
+    score, predicate = probs.max(dim=1)
+    out = []
+    for s, p, y in zip(
+        score.split(num_pairs), predicate.split(num_pairs), pair_labels.split(num_pairs)
+    ):
+        positives = int((y > 0).sum())
+        top = torch.argsort(s, descending=True)[:top_k]
+        hits = ((y[top] > 0) & (p[top] + 1 == y[top])).sum()
+        out.append(hits.float() / max(positives, 1))
+    return torch.stack(out) if out else rel_logits.new_zeros(0)
+
+
 @CONTEXT_REGISTRY.register()
-class VCTreeContext(nn.Module):
+class VCTreeContext(ContextModel):
     """Dynamic tree + BiTreeLSTM object and edge context. See the module docstring."""
 
-    needs_union_features = True
+    paper_frequency_bias = True
 
     @configurable
     def __init__(
         self,
         *,
-        obj_dim: int,
-        union_dim: int,
-        num_classes: int,
-        embed_dim: int = 128,
-        hidden_dim: int = 256,
-        dropout: float = 0.0,
         score_loss_weight: float = 1.0,
+        tree_learning: str = "hybrid",
+        rl_loss_weight: float = 1.0,
+        reward_topk: int = 50,
+        **shared,
     ):
         """
         Args:
-            obj_dim: size of the RoI features; union_dim: size of union-box features.
-            num_classes: C, real object classes.
-            embed_dim: class and box-layout embedding size.
-            hidden_dim: TreeLSTM hidden size per direction, and tree-score width.
-            dropout: dropout on the TreeLSTM inputs.
             score_loss_weight: weight of the tree-score loss (``loss_vctree_score``).
+            tree_learning: one of ``TREE_LEARNING``.
+            rl_loss_weight: weight of the REINFORCE term (``loss_vctree_rl``).
+            reward_topk: K of the recall@K reward.
+            shared: the widths of :class:`ContextModel` (``hidden_dim``: TreeLSTM hidden
+                size per direction and tree-score width; ``dropout`` on the TreeLSTM inputs).
         """
-        super().__init__()
+        super().__init__(**shared)
+        if tree_learning not in TREE_LEARNING:
+            raise ValueError(
+                f"MODEL.SGG.VCTREE.TREE_LEARNING {tree_learning!r}; valid: "
+                f"{', '.join(TREE_LEARNING)}"
+            )
+        c, e, h = self.num_classes, self.embed_dim, self.hidden_dim
         self.score_loss_weight = score_loss_weight
-        self.class_embed = ClassEmbedding(num_classes, embed_dim)
-        self.edge_class_embed = ClassEmbedding(num_classes, embed_dim)
-        self.layout_embed = nn.Sequential(nn.Linear(BOX_LAYOUT_DIM, embed_dim), nn.ReLU())
-        in_dim = obj_dim + 2 * embed_dim
-        self.scorer = TreeScorer(in_dim, hidden_dim)
-        self.obj_ctx = BiTreeLSTM(in_dim, hidden_dim, dropout)
-        self.decoder = nn.Linear(self.obj_ctx.out_dim, num_classes)
-        self.edge_ctx = BiTreeLSTM(self.obj_ctx.out_dim + obj_dim + embed_dim, hidden_dim, dropout)
-        self.pair = PairFromObjects(self.edge_ctx.out_dim, hidden_dim, union_dim)
-        self.pair_dim = union_dim
+        self.tree_learning = tree_learning
+        self.rl_loss_weight = rl_loss_weight
+        self.reward_topk = reward_topk
+        self.obj_input = ObjectInput(self.obj_dim, c, e)
+        self.scorer = TreeScorer(self.obj_input.out_dim, h)
+        self.obj_ctx = BiTreeLSTM(self.obj_input.out_dim, h, self.dropout_p)
+        self.decoder = nn.Linear(self.obj_ctx.out_dim, c)
+        self.edge_input = EdgeInput(self.obj_ctx.out_dim, self.obj_dim, c, e)
+        self.edge_ctx = BiTreeLSTM(self.edge_input.out_dim, h, self.dropout_p)
+        self.pair = PairFromObjects(self.edge_ctx.out_dim, h, self.union_dim)
+        self.pair_dim = self.union_dim
 
     @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        m = cfg.MODEL.SGG
+    def model_config(cls, cfg):
+        m = cfg.MODEL.SGG.VCTREE
         return {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "embed_dim": m.EMBED_DIM,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "dropout": m.CONTEXT_DROPOUT,
-            "score_loss_weight": m.VCTREE.SCORE_LOSS_WEIGHT,
+            "score_loss_weight": m.SCORE_LOSS_WEIGHT,
+            "tree_learning": m.TREE_LEARNING,
+            "rl_loss_weight": m.RL_LOSS_WEIGHT,
+            "reward_topk": m.REWARD_TOPK,
         }
 
-    def build_trees(self, x: torch.Tensor, inputs: ContextInputs) -> BinaryForest:
-        """Binary trees from the (detached) scores of every same-image pair."""
+    @property
+    def samples_trees(self) -> bool:
+        """Whether this forward samples trees for REINFORCE (hybrid learning, training)."""
+        return self.training and self.tree_learning == "hybrid"
+
+    def tree_scores(self, x: torch.Tensor, inputs: ContextInputs) -> List[torch.Tensor]:
+        """Per image (n_i, n_i) symmetric scores S of every same-image pair.
+
+        With gradient only when trees are sampled (REINFORCE needs it).
+        """
         all_pairs = same_image_pairs(inputs.num_objs).to(x.device)
-        with torch.no_grad():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.samples_trees):
             logits = self.scorer(x, inputs.box_layout[:, :4], all_pairs)
-        probs = torch.sigmoid(logits).cpu().numpy()
-        return build_forest(symmetric_scores(probs, inputs.num_objs), x.device)
+        return symmetric_score_tensors(torch.sigmoid(logits), inputs.num_objs)
+
+    def contexts(self, x: torch.Tensor, inputs: ContextInputs, forest: BinaryForest):
+        """Object logits (N, C), pair features (R, union_dim), object context on a forest."""
+        obj_ctx = self.obj_ctx(x, forest)
+        obj_logits = self.decoder(obj_ctx)
+        labels = object_labels(obj_logits, inputs.gt_labels)
+        edge_in = self.edge_input(obj_ctx, inputs.obj_features, obj_logits, labels)
+        pair_features = self.pair(
+            self.edge_ctx(edge_in, forest), inputs.pairs, inputs.union_features
+        )
+        return obj_logits, pair_features, obj_ctx
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         """
         Returns:
             ``obj_logits`` (N, C); ``pair_features`` (R, union_dim); ``extras``:
             ``pair_score_logits`` (R,) directed tree-score logits of ``inputs.pairs`` and
-            ``forest`` (the ``BinaryForest`` used).
+            ``forest`` (the ``BinaryForest`` used); when trees are sampled also
+            ``tree_log_prob`` (B,) log pi(z | S) of each image's sampled tree and
+            ``sampled`` = (obj_logits, pair_features) of the model run on them (no gradient).
         """
         if sum(inputs.num_objs) != len(inputs.obj_features):
             raise ValueError(
                 f"num_objs sums to {sum(inputs.num_objs)} but there are "
                 f"{len(inputs.obj_features)} object features"
             )
-        x = torch.cat(
-            [
-                inputs.obj_features,
-                self.class_embed(inputs.obj_logits, inputs.gt_labels),
-                self.layout_embed(inputs.box_layout),
-            ],
-            dim=1,
-        )
-        forest = self.build_trees(x, inputs)
-        obj_ctx = self.obj_ctx(x, forest)
-        obj_logits = self.decoder(obj_ctx)
-        labels = inputs.gt_labels if inputs.gt_labels is not None else obj_logits.argmax(1)
-        edge_embed = self.edge_class_embed(obj_logits, labels.detach())
-        edge_ctx = self.edge_ctx(torch.cat([obj_ctx, inputs.obj_features, edge_embed], 1), forest)
-        pair_features = self.pair(edge_ctx, inputs.pairs, inputs.union_features)
-        pair_score_logits = self.scorer(x, inputs.box_layout[:, :4], inputs.pairs)
+        x = self.obj_input(inputs)
+        scores = self.tree_scores(x, inputs)
+        greedy = [s.detach().cpu().double().numpy() for s in scores]
+        forest = build_forest(greedy, x.device)
+        obj_logits, pair_features, obj_ctx = self.contexts(x, inputs, forest)
+        extras = {
+            "pair_score_logits": self.scorer(x, inputs.box_layout[:, :4], inputs.pairs),
+            "forest": forest,
+        }
+        if self.samples_trees:
+            extras.update(self._sample(x, inputs, scores, greedy))
         return ContextOutputs(
-            obj_logits=obj_logits,
-            pair_features=pair_features,
-            extras={"pair_score_logits": pair_score_logits, "forest": forest},
-            obj_repr=obj_ctx,
+            obj_logits=obj_logits, pair_features=pair_features, extras=extras, obj_repr=obj_ctx
         )
+
+    def _sample(self, x, inputs: ContextInputs, scores, greedy) -> dict:
+        """Sampled trees (same roots as the greedy ones), their log-probabilities, outputs."""
+        trees, log_probs = [], []
+        for s_np, s in zip(greedy, scores):
+            if len(s_np) == 0:
+                trees.append((-1, np.zeros(0, dtype=np.int64)))
+                continue
+            root = int(np.argmax(s_np.sum(axis=1)))  # the greedy tree's root
+            parent, order = sample_spanning_tree(s_np, root)
+            trees.append((root, parent))
+            log_probs.append(tree_log_prob(s, parent, order))
+        with torch.no_grad():
+            sampled = self.contexts(x, inputs, forest_from_trees(trees, x.device))[:2]
+        log_prob = torch.stack(log_probs) if log_probs else x.new_zeros(0)
+        return {"tree_log_prob": log_prob, "sampled": sampled}
 
     def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
-        """Tree-score loss: BCE of each sampled pair's logit vs ``pair_labels > 0``.
+        """Tree-score loss and, for hybrid learning, the REINFORCE term.
 
         Args:
+            inputs: for the REINFORCE term ``relation_predictor`` (the shared predicate
+                classifier; set by the ROI heads in training).
             pair_labels: (R,) int64 relation labels of ``inputs.pairs`` (0 = background).
 
         Returns:
-            ``{"loss_vctree_score": scalar}`` (0, still in the graph, when R = 0).
+            ``{"loss_vctree_score": scalar[, "loss_vctree_rl": scalar]}`` (0, still in the
+            graph, when R = 0).
         """
         logits = outputs.extras["pair_score_logits"]
         if pair_labels.shape != logits.shape:
@@ -269,6 +368,40 @@ class VCTreeContext(nn.Module):
                 f"pair: {tuple(logits.shape)}"
             )
         if logits.numel() == 0:
-            return {"loss_vctree_score": logits.sum() * 0.0}
-        loss = F.binary_cross_entropy_with_logits(logits, (pair_labels > 0).to(logits.dtype))
-        return {"loss_vctree_score": self.score_loss_weight * loss}
+            losses = {"loss_vctree_score": logits.sum() * 0.0}
+        else:
+            target = (pair_labels > 0).to(logits.dtype)
+            loss = F.binary_cross_entropy_with_logits(logits, target)
+            losses = {"loss_vctree_score": self.score_loss_weight * loss}
+        if "tree_log_prob" in outputs.extras:
+            losses["loss_vctree_rl"] = self.rl_loss_weight * self.reinforce_loss(
+                inputs, outputs, pair_labels
+            )
+        return losses
+
+    def reinforce_loss(self, inputs, outputs, pair_labels) -> torch.Tensor:
+        """``-mean_images (r(sampled tree) - r(greedy tree)) log pi(sampled tree)``."""
+        predictor = getattr(inputs, "relation_predictor", None)
+        if predictor is None:
+            raise ValueError(
+                "VCTree hybrid learning needs inputs.relation_predictor (set by the ROI heads "
+                "in training); use MODEL.SGG.VCTREE.TREE_LEARNING 'supervised' without it"
+            )
+        log_prob = outputs.extras["tree_log_prob"]
+        sampled_logits, sampled_features = outputs.extras["sampled"]
+        nonempty = torch.as_tensor([n > 0 for n in inputs.num_objs], device=log_prob.device)
+        with torch.no_grad():
+            rewards = []
+            for obj_logits, features in (
+                (sampled_logits, sampled_features),
+                (outputs.obj_logits, outputs.pair_features),
+            ):
+                labels = object_labels(obj_logits, inputs.gt_labels)
+                rel = predictor(features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]])
+                all_images = recall_reward(rel, pair_labels, inputs.num_pairs, self.reward_topk)
+                rewards.append(all_images[nonempty])
+        advantage = rewards[0] - rewards[1]
+        outputs.extras["advantage"] = advantage
+        if len(log_prob) == 0:
+            return log_prob.sum() * 0.0
+        return -(advantage * log_prob).mean()

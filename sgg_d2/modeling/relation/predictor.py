@@ -1,11 +1,50 @@
 """Predicate classifier shared by every context model: pair features -> logits + bias."""
 
+import logging
 from typing import Optional
 
 import torch
 from torch import nn
 
-__all__ = ["FrequencyBias", "RelationPredictor"]
+__all__ = ["FrequencyBias", "RelationPredictor", "use_frequency_bias"]
+
+logger = logging.getLogger(__name__)
+
+# Values of MODEL.SGG.USE_FREQUENCY_BIAS: None / "auto" follow the context model's paper.
+_AUTO = (None, "auto")
+
+
+def use_frequency_bias(cfg, context: nn.Module) -> bool:
+    """Whether the predictor adds the frequency bias for this context model.
+
+    ``MODEL.SGG.USE_FREQUENCY_BIAS`` True/False force it on/off for any model; None (or
+    "auto") takes the context model's class attribute ``paper_frequency_bias``, i.e. what
+    its paper does (MOTIFS, VCTree, RelDN's semantic module and the Frequency baseline add
+    it; IMP, LinkNet and F-Net do not). A context that declares none keeps the bias on.
+
+    Args:
+        cfg: the config; context: the built context model.
+
+    Raises:
+        ValueError: the key holds anything else.
+    """
+    value = cfg.MODEL.SGG.USE_FREQUENCY_BIAS
+    if isinstance(value, bool):
+        return value
+    if value not in _AUTO:
+        raise ValueError(
+            f"MODEL.SGG.USE_FREQUENCY_BIAS is {value!r}; expected True, False or None "
+            "(None / 'auto': the context model's paper default)"
+        )
+    paper = getattr(type(context), "paper_frequency_bias", None)
+    if paper is None:
+        logger.warning(
+            "%s declares no paper_frequency_bias; using the frequency bias (set "
+            "MODEL.SGG.USE_FREQUENCY_BIAS to choose)",
+            type(context).__name__,
+        )
+        return True
+    return bool(paper)
 
 
 class FrequencyBias(nn.Module):
