@@ -10,7 +10,7 @@
   feature from head/tail projections gated by the union-box feature (MOTIFS, VCTree).
 """
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -51,7 +51,8 @@ class ContextModel(nn.Module):
     """Base of the context models: the shared widths and their one ``from_config``.
 
     A subclass decorates its ``__init__`` with ``@configurable``, takes its own keyword
-    arguments and passes ``**shared`` on; it names its own config keys in
+    arguments and passes ``**shared`` on; it names its own config keys in ``config_keys``
+    (constructor argument -> key of ``MODEL.SGG.<config_section>``), or overrides
     :meth:`model_config`. Class attributes (the registry's call contract, ``build.py``):
 
     - ``needs_union_features`` (bool);
@@ -62,6 +63,8 @@ class ContextModel(nn.Module):
 
     needs_union_features = True
     paper_frequency_bias: Optional[bool] = None
+    config_section: Optional[str] = None
+    config_keys: Dict[str, str] = {}
 
     def __init__(
         self,
@@ -100,8 +103,11 @@ class ContextModel(nn.Module):
 
     @classmethod
     def model_config(cls, cfg) -> dict:
-        """The model's own constructor arguments from ``cfg`` (none by default)."""
-        return {}
+        """The model's own constructor arguments: ``config_keys`` read from its section."""
+        if not cls.config_keys:
+            return {}
+        section = cfg.MODEL.SGG[cls.config_section]
+        return {arg: section[key] for arg, key in cls.config_keys.items()}
 
 
 class ClassEmbedding(nn.Module):

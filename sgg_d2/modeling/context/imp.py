@@ -101,6 +101,11 @@ class IMPContext(ContextModel):
     """
 
     paper_frequency_bias = False
+    config_section = "IMP"
+    config_keys = {
+        "num_iterations": "NUM_ITERATIONS",
+        "reduce": "MESSAGE_REDUCE",
+    }
 
     @configurable
     def __init__(self, *, num_iterations: int = 2, reduce: str = "mean", **shared):
@@ -134,11 +139,6 @@ class IMPContext(ContextModel):
         self.edge_obj_gate = nn.Linear(2 * h, 1)
         self.classifier = nn.Linear(h, self.num_classes)
         self.pair_dim = h
-
-    @classmethod
-    def model_config(cls, cfg):
-        m = cfg.MODEL.SGG.IMP
-        return {"num_iterations": m.NUM_ITERATIONS, "reduce": m.MESSAGE_REDUCE}
 
     def initial_states(self, inputs: ContextInputs):
         """(N, H) node and (R, H) edge states before any message."""

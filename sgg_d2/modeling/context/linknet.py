@@ -91,6 +91,17 @@ class LinkNetContext(ContextModel):
     """Relational embedding, global context and geometric layout. See the module docstring."""
 
     paper_frequency_bias = False
+    config_section = "LINKNET"
+    config_keys = {
+        "embedding_dim": "EMBEDDING_DIM",
+        "global_context_dim": "GLOBAL_CONTEXT_DIM",
+        "num_modules": "NUM_MODULES",
+        "reduction": "REDUCTION",
+        "global_context_loss_weight": "GLOBAL_CONTEXT_LOSS_WEIGHT",
+        "global_context_loss_reduction": "GLOBAL_CONTEXT_LOSS_REDUCTION",
+        "global_context": "GLOBAL_CONTEXT",
+        "geometric_layout": "GEOMETRIC_LAYOUT",
+    }
 
     @configurable
     def __init__(
@@ -163,21 +174,9 @@ class LinkNetContext(ContextModel):
 
     @classmethod
     def model_config(cls, cfg):
-        m = cfg.MODEL.SGG.LINKNET
         name, channels, stride = global_feature_spec(cfg)
-        return {
-            "feature_channels": channels,
-            "feature_stride": stride,
-            "global_feature": name,
-            "embedding_dim": m.EMBEDDING_DIM,
-            "global_context_dim": m.GLOBAL_CONTEXT_DIM,
-            "num_modules": m.NUM_MODULES,
-            "reduction": m.REDUCTION,
-            "global_context_loss_weight": m.GLOBAL_CONTEXT_LOSS_WEIGHT,
-            "global_context_loss_reduction": m.GLOBAL_CONTEXT_LOSS_REDUCTION,
-            "global_context": m.GLOBAL_CONTEXT,
-            "geometric_layout": m.GEOMETRIC_LAYOUT,
-        }
+        spec = {"feature_channels": channels, "feature_stride": stride, "global_feature": name}
+        return {**super().model_config(cfg), **spec}
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         """Object logits O4 (N, C), pair features G1 (R, pair_dim), object embedding O3.

@@ -112,6 +112,13 @@ class MotifsContext(ContextModel):
     """BiLSTM object and edge contexts, sequential class decoding. See the module docstring."""
 
     paper_frequency_bias = True
+    config_section = "MOTIFS"
+    config_keys = {
+        "num_obj_layers": "NUM_OBJ_LAYERS",
+        "num_edge_layers": "NUM_EDGE_LAYERS",
+        "ordering": "ORDERING",
+        "decoder": "DECODER",
+    }
 
     @configurable
     def __init__(
@@ -148,16 +155,6 @@ class MotifsContext(ContextModel):
         self.edge_ctx = BiLSTMContext(self.edge_input.out_dim, h, num_edge_layers, self.dropout_p)
         self.pair = PairFromObjects(self.edge_ctx.out_dim, h, self.union_dim)
         self.pair_dim = self.union_dim
-
-    @classmethod
-    def model_config(cls, cfg):
-        m = cfg.MODEL.SGG.MOTIFS
-        return {
-            "num_obj_layers": m.NUM_OBJ_LAYERS,
-            "num_edge_layers": m.NUM_EDGE_LAYERS,
-            "ordering": m.ORDERING,
-            "decoder": m.DECODER,
-        }
 
     def decode(self, obj_ctx: torch.Tensor, orders, inputs: ContextInputs) -> torch.Tensor:
         """(N, C) refined class logits from the object context."""

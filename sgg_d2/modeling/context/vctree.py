@@ -228,6 +228,13 @@ class VCTreeContext(ContextModel):
     """Dynamic tree + BiTreeLSTM object and edge context. See the module docstring."""
 
     paper_frequency_bias = True
+    config_section = "VCTREE"
+    config_keys = {
+        "score_loss_weight": "SCORE_LOSS_WEIGHT",
+        "tree_learning": "TREE_LEARNING",
+        "rl_loss_weight": "RL_LOSS_WEIGHT",
+        "reward_topk": "REWARD_TOPK",
+    }
 
     @configurable
     def __init__(
@@ -267,16 +274,6 @@ class VCTreeContext(ContextModel):
         self.edge_ctx = BiTreeLSTM(self.edge_input.out_dim, h, self.dropout_p)
         self.pair = PairFromObjects(self.edge_ctx.out_dim, h, self.union_dim)
         self.pair_dim = self.union_dim
-
-    @classmethod
-    def model_config(cls, cfg):
-        m = cfg.MODEL.SGG.VCTREE
-        return {
-            "score_loss_weight": m.SCORE_LOSS_WEIGHT,
-            "tree_learning": m.TREE_LEARNING,
-            "rl_loss_weight": m.RL_LOSS_WEIGHT,
-            "reward_topk": m.REWARD_TOPK,
-        }
 
     @property
     def samples_trees(self) -> bool:
