@@ -31,8 +31,14 @@ CONTEXTS = (
     "LinkNetContext",
     "RelDNContext",
     "FactorizableNetContext",
+    "RelDNContext+relbackbone",
 )
 SYNTH = os.path.join(os.path.dirname(__file__), "..", "configs", "synthetic")
+# "<Context>+<variant>[+<variant>]" rows: config overrides of each variant.
+VARIANTS = {
+    "relbackbone": ["MODEL.SGG.RELATION_BACKBONE.ENABLED", "True"],  # RelDN's relation CNN
+    "contrastive": ["MODEL.SGG.EXTRA_RELATION_LOSSES", "['GraphicalContrastiveLoss']"],
+}
 
 
 def build(context: str, device: str, image_size: int):
@@ -41,6 +47,7 @@ def build(context: str, device: str, image_size: int):
     from detectron2.modeling import build_model
     from sgg_d2.engine import load_config
 
+    context, *variants = context.split("+")
     cfg = load_config(
         os.path.join(SYNTH, "Base-Synthetic-SGG.yaml"),
         [
@@ -62,6 +69,7 @@ def build(context: str, device: str, image_size: int):
             "100",
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
             "0.0",
+            *[x for v in variants for x in VARIANTS[v]],
         ],
     )
     torch.manual_seed(0)
@@ -127,6 +135,9 @@ def measure(stage: str, context: str, n: int, device: str, image_size: int, repe
     def relation():
         model.roi_heads(images, features, None, targets, None)
 
+    if stage == "relation_train":
+        print(json.dumps(measure_train(model, images, features, targets, repeats, device)))
+        return
     fn = detector if stage == "detector" else relation
     with torch.no_grad():
         if device != "cpu":
@@ -146,6 +157,64 @@ def measure(stage: str, context: str, n: int, device: str, image_size: int, repe
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - t0) / repeats
     print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+
+
+def measure_train(model, images, features, targets, repeats, device):
+    """One relation-stage training step (forward + backward, frozen detector) on N GT boxes
+    with N // 2 random relations: what a trained relation backbone adds to training."""
+    import torch
+
+    model.train()
+    n = len(targets[0])
+    g = torch.Generator().manual_seed(n)
+    subj = torch.randperm(n, generator=g)[: n // 2]
+    obj = (subj + 1) % n
+    pred = torch.randint(0, 4, (len(subj),), generator=g)  # any real predicates
+    relations = [torch.stack([subj, obj, pred], 1).to(model.device)]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        _, losses = model.roi_heads(images, features, None, targets, relations)
+        sum(losses.values()).backward()
+        for p in params:
+            p.grad = None
+
+    if device != "cpu":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        with RssSampler() as sampler:
+            step()
+        peak = sampler.peak_growth_mb
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return {"seconds": (time.perf_counter() - t0) / repeats, "peak_mb": peak}
+
+
+def train_table(args):
+    """``--train``: training-step time and peak memory per model and N (no detector column)."""
+    print(
+        f"device {args.device}, image {args.image_size}px, relation-stage TRAINING step "
+        f"(forward + backward, {args.repeats} warm runs; memory: peak growth of the first)"
+    )
+    print(f"{'model':<40}{'N':>4}{'train s':>9}{'train MB':>10}")
+    table = []
+    for n in args.sizes:
+        for context in args.contexts:
+            row = run_child("relation_train", context, n, args)
+            table.append(
+                {"context": context, "N": n, "train_s": row["seconds"], "train_mb": row["peak_mb"]}
+            )
+            print(f"{context:<40}{n:>4}{row['seconds']:>9.3f}{row['peak_mb']:>10.1f}")
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
 
 
 def run_child(stage, context, n, args):
@@ -174,12 +243,15 @@ def main():
     p.add_argument("--image-size", type=int, default=592)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--train", action="store_true", help="time a relation training step")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         stage, context, n = args.child
         measure(stage, context, int(n), args.device, args.image_size, args.repeats)
         return
+    if args.train:
+        return train_table(args)
     print(
         f"device {args.device}, image {args.image_size}px, synthetic-config widths, "
         f"time: mean of {args.repeats} warm runs; memory: peak growth during the first run "

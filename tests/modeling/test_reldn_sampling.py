@@ -3,8 +3,12 @@
 
 import pytest
 import torch
+from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
 
+from sgg_d2 import add_sgg_config
+from sgg_d2.modeling.context import ContextInputs
 from sgg_d2.modeling.relation.contrastive_losses import (
     GraphicalContrastiveLoss,
     graphical_contrastive_terms,
@@ -135,3 +139,37 @@ def test_context_inputs_carry_all_pairs_in_training(make_cfg, make_input, anchor
         assert inputs.contrastive_anchors is None and bool(inputs.ce_mask.all())
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
+
+
+def test_per_loss_switches_and_diagnostics_in_the_event_storage():
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    cfg.MODEL.SGG.CONTRASTIVE.USE_L2 = False
+    cfg.MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE = 7
+    loss = GraphicalContrastiveLoss(cfg)
+    assert loss.anchors_per_image == 7 and loss.use == (True, False, True)
+    pairs, labels = _image()
+    anchors = sample_contrastive_anchors(pairs, labels, torch.arange(N), 7)
+    logits = torch.zeros(len(pairs), 3)
+    logits[labels > 0, 1] = 2.0  # related pairs more affine: margins satisfied for some
+    inputs = ContextInputs(
+        obj_features=torch.zeros(N, 1),
+        obj_logits=torch.zeros(N, 4),
+        box_layout=torch.zeros(N, 9),
+        boxes=torch.zeros(N, 4),
+        num_objs=[N],
+        pairs=pairs,
+        num_pairs=[len(pairs)],
+        obj_gt_classes=torch.tensor([0, 1, 1, 2, 3]),
+        obj_gt_index=torch.arange(N),
+        contrastive_anchors=anchors,
+    )
+    with EventStorage() as storage:
+        out = loss(logits, labels, inputs)
+        logged = {k: v[0] for k, v in storage.latest().items() if k.startswith("contrastive/")}
+    assert set(out) == {"loss_contrastive_l1", "loss_contrastive_l3"}
+    assert logged["contrastive/anchors"] == 4 and logged["contrastive/l1_groups"] == 4
+    assert 0.0 <= logged["contrastive/l1_active"] <= 1.0
+    assert logged == {f"contrastive/{k}": v for k, v in loss.last_diagnostics.items()}
+    with pytest.raises(ValueError, match="ANCHORS_PER_IMAGE"):
+        GraphicalContrastiveLoss(anchors_per_image=-1)

@@ -26,14 +26,24 @@ Objects: RelDN does not refine object classes; the detector's class logits are p
 through (in SGCls/SGDet labels are the detector's arg-max, in PredCls the GT labels), and the
 object representation is the RoI feature.
 
-Not implemented: the paper's separate relation backbone (a second copy of the detector's
-backbone, initialised from it and trained, from which the relation features are pooled).
-Here subject/object features are the frozen detector's RoI features and the union feature
-is pooled from the detector's backbone maps by the shared, trainable
-``UnionFeatureExtractor``. The graphical contrastive losses are separate
-(``relation/contrastive_losses.py``) and are enabled with
-``MODEL.SGG.EXTRA_RELATION_LOSSES: ["GraphicalContrastiveLoss"]``, so that any context model
-can use them.
+Relation backbone: the paper pools the predicate (union-box) features from a second CNN
+("conv body rel"), initialised from the detector and fine-tuned, while subject/object
+features come from the frozen detector. Here that is ``MODEL.SGG.RELATION_BACKBONE.ENABLED``
+(on in ``configs/*/reldn_*``; usable by any context model): the shared
+``UnionFeatureExtractor`` pools from a copy of the detector's backbone, copied from the
+detector checkpoint when it is loaded, trained with the relation stage. The graphical
+contrastive losses are separate (``relation/contrastive_losses.py``, enabled with
+``MODEL.SGG.EXTRA_RELATION_LOSSES: ["GraphicalContrastiveLoss"]``, so that any context
+model can use them); their anchors and pairs are drawn apart from the cross-entropy sample
+(``relation/sampling.py``).
+
+Differences from the paper, each a config flag or stated here: the union feature is the
+shared extractor's (RoIAlign on FPN levels, two FC layers, plus an embedding of the pair
+geometry added before the ReLU) rather than the paper's fc6/fc7 head on the union RoI of
+the relation backbone; the spatial module's input is the paper's (deltas and normalised
+coordinates) and its MLP width is ``MODEL.SGG.RELDN.SPATIAL_DIM``; the semantic module is
+the shared predictor's frequency bias (the paper's is the same look-up of log p(pred | s, o)
+after Zellers et al.).
 """
 
 from collections import OrderedDict
@@ -101,6 +111,7 @@ class RelDNContext(nn.Module):
     """Visual (joint + subject/object skip) and spatial pair features. See the module doc."""
 
     needs_union_features = True
+    paper_frequency_bias = True  # the semantic module
 
     @configurable
     def __init__(
