@@ -145,8 +145,21 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.MODEL.SGG.FNET.SUBGRAPH_NMS_THRESH = 0.5
     # Side of the 2-D subgraph feature map (RoIAlign output), in cells.
     cfg.MODEL.SGG.FNET.SUBGRAPH_POOL_SIZE = 5
-    # Rounds of spatial-weighted message passing.
-    cfg.MODEL.SGG.FNET.NUM_MPS = 1
+    # Rounds of spatial-weighted message passing (paper's full VG model: 2).
+    cfg.MODEL.SGG.FNET.NUM_MPS = 2
+    # Channels of the 2-D subgraph maps, and of the SRI bottleneck (paper: 512 / 256).
+    cfg.MODEL.SGG.FNET.SUBGRAPH_DIM = 512
+    cfg.MODEL.SGG.FNET.BOTTLENECK_DIM = 256
+    # Object -> subgraph attention: "softmax" across the subgraph's objects at each
+    # location (paper) or "sigmoid" gates averaged over the objects (ablation).
+    cfg.MODEL.SGG.FNET.SPATIAL_NORM = "softmax"
+    # SRI: bottleneck the subgraph map before the object kernels (paper's released code;
+    # False: kernels on the full map, bottleneck per pair, the pre-paper variant).
+    cfg.MODEL.SGG.FNET.SRI_REDUCE_FIRST = True
+    # SRI ablations (paper: both off): a hidden FC with ReLU after the read-out, and the
+    # subject/object vectors appended to the pair feature.
+    cfg.MODEL.SGG.FNET.SRI_EXTRA_FC = False
+    cfg.MODEL.SGG.FNET.SRI_OBJECT_SHORTCUT = False
 
     _add_grounding_config(cfg)
 
@@ -171,6 +184,10 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.TEST.SGG.RECALL_KS = (20, 50, 100)
     # IoU of subject and object boxes with the GT needed for a match (protocol: 0.5).
     cfg.TEST.SGG.IOU_THRESHOLD = 0.5
+    # Triplet NMS (Factorizable Net): a triplet is dropped when a higher-scored one has the
+    # same subject class, object class and predicate and both subject and object boxes
+    # overlap it with IoU > this threshold. 0 = off (F-Net SGDet configs: 0.4).
+    cfg.TEST.SGG.TRIPLET_NMS_THRESH = 0.0
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     cfg.TEST.SGG.SGDET_OVERLAP_ONLY = False
     # Validation metric that selects model_best.pth during training (TEST.EVAL_PERIOD > 0;

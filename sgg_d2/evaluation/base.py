@@ -62,6 +62,24 @@ class ObjectOutputs:
         }
 
 
+def _check_finite(image_id: Hashable, fields: Dict[str, torch.Tensor]) -> None:
+    """Raise naming the image, the field and the first bad row if a tensor has NaN/inf (a
+    NaN score would silently drop candidates from the rankings)."""
+    for name, tensor in fields.items():
+        # One reduction per field: a sum is finite iff every entry is (scores and boxes are
+        # far below float overflow); the slow search for the row runs only on failure.
+        if tensor.numel() and not bool(torch.isfinite(tensor.sum())):
+            bad = ~torch.isfinite(tensor.reshape(len(tensor), -1)).all(dim=1)
+            rows = torch.nonzero(bad).flatten()
+            if len(rows) == 0:  # finite entries whose sum overflowed
+                continue
+            raise ValueError(
+                f"image_id {image_id!r}: {name} has NaN/inf in {len(rows)} row(s), first row "
+                f"{int(rows[0])} = {tensor[int(rows[0])].tolist()}; the evaluator needs "
+                "finite values"
+            )
+
+
 class RelationEvaluatorBase(DatasetEvaluator, abc.ABC):
     """Base of the scene-graph, VRD and OpenImages evaluators.
 
@@ -162,10 +180,16 @@ class RelationEvaluatorBase(DatasetEvaluator, abc.ABC):
                 f"{relations.predicate_scores.shape[1]} columns, dataset "
                 f"'{self._dataset_name}' has {self.num_predicates} predicates"
             )
-        # A sum is a cheap NaN/inf detector for probabilities (no overflow possible).
-        if not bool(torch.isfinite(relations.predicate_scores.sum())):
-            raise ValueError(f"image_id {image_id!r}: relations.predicate_scores has NaN/inf")
         boxes = instances.pred_boxes.tensor
+        _check_finite(
+            image_id,
+            {
+                "relations.predicate_scores": relations.predicate_scores,
+                "relations.scores": relations.scores,
+                "instances.scores": instances.scores,
+                "instances.pred_boxes": boxes,
+            },
+        )
         return ObjectOutputs(boxes, instances.pred_classes, instances.scores, relations)
 
     def evaluate(self):

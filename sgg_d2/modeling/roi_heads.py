@@ -56,6 +56,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         match_iou_threshold: float = 0.5,
         obj_loss_weight: float = 1.0,
         rel_loss_weight: float = 1.0,
+        triplet_nms_thresh: float = 0.0,
         extra_losses=(),
         grounding: Optional[SegmentationGrounding] = None,
         aux_box_predictor: Optional[torch.nn.Module] = None,
@@ -86,6 +87,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.match_iou_threshold = match_iou_threshold
         self.obj_loss_weight = obj_loss_weight
         self.rel_loss_weight = rel_loss_weight
+        self.triplet_nms_thresh = triplet_nms_thresh
         self.extra_losses = torch.nn.ModuleList(extra_losses)
         # contrastive anchors drawn per image and side (0: none), asked for by an extra loss
         self.anchors_per_image = max(
@@ -128,6 +130,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
             obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
             rel_loss_weight=sgg.REL_LOSS_WEIGHT,
+            triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH,
             extra_losses=build_relation_losses(cfg),
         )
         if sgg.GROUNDING.ENABLED:
@@ -258,7 +261,13 @@ class SceneGraphROIHeads(StandardROIHeads):
         )
         if not self.training:
             results = scene_graph_outputs(
-                boxes, inputs.image_sizes, out.obj_logits, gt_labels, pairs, rel_logits
+                boxes,
+                inputs.image_sizes,
+                out.obj_logits,
+                gt_labels,
+                pairs,
+                rel_logits,
+                triplet_nms_thresh=self.triplet_nms_thresh,
             )
             if state is not None:
                 self.grounding.attach_target_masks(

@@ -49,6 +49,10 @@ def stable_top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     num = scores.shape[0]
     if num > k > 0:
         kth = torch.topk(scores, k, sorted=False).values.min()
+        # topk ranks NaN above every number, so any NaN makes the k-th value NaN and the
+        # selection below empty: refuse instead (one scalar check, no extra pass).
+        if bool(torch.isnan(kth)):
+            raise ValueError(f"scores hold NaN ({int(torch.isnan(scores).sum())} of {num})")
         candidates = torch.nonzero(scores >= kth).squeeze(1)
     else:
         candidates = torch.arange(num, device=scores.device)
@@ -148,6 +152,10 @@ def _rows_that_can_win(pair_scores: torch.Tensor, predicate_scores: torch.Tensor
         return torch.arange(num_pairs, device=pair_scores.device)
     row_best = pair_scores * predicate_scores.amax(dim=1)
     kth = torch.topk(row_best, k, sorted=False).values.min()
+    if bool(torch.isnan(kth)):  # as in stable_top_indices: NaN would empty the selection
+        raise ValueError(
+            f"scores hold NaN ({int(torch.isnan(row_best).sum())} of {num_pairs} rows)"
+        )
     return torch.nonzero(row_best >= kth).squeeze(1)
 
 

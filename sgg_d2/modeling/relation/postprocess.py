@@ -6,6 +6,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from ...structures import Relations
+from .triplet_nms import triplet_nms
 
 __all__ = ["scene_graph_outputs"]
 
@@ -17,6 +18,7 @@ def scene_graph_outputs(
     gt_labels: Optional[torch.Tensor],
     pairs: List[torch.Tensor],
     rel_logits: torch.Tensor,
+    triplet_nms_thresh: float = 0.0,
 ) -> List[dict]:
     """Per image ``{"instances": Instances, "relations": Relations}`` (input frame).
 
@@ -32,6 +34,7 @@ def scene_graph_outputs(
         gt_labels: (N,) int64 or None.
         pairs: per image (R_i, 2) local (subject, object) indices.
         rel_logits: (R, P + 1) logits, background at index 0, images concatenated.
+        triplet_nms_thresh: > 0 applies triplet NMS (``triplet_nms``) at that IoU.
     """
     probs = obj_logits.softmax(dim=1)
     if gt_labels is not None:
@@ -48,6 +51,17 @@ def scene_graph_outputs(
         inst.scores = scores[o : o + n]
         inst.pred_class_probs = probs[o : o + n]  # (N_i, C), e.g. for visualisation
         rels = Relations.from_pair_scores(size, p, pred_probs[r : r + m], inst.scores)
+        if triplet_nms_thresh > 0:
+            rels = rels[
+                triplet_nms(
+                    b,
+                    inst.pred_classes,
+                    rels.pair_indices,
+                    rels.predicates,
+                    rels.scores,
+                    triplet_nms_thresh,
+                )
+            ]
         results.append({"instances": inst, "relations": rels})
         o, r = o + n, r + m
     return results
