@@ -9,6 +9,14 @@ everything the ``SceneGraphROIHeads`` adds on N given boxes (object features, un
 features, context, predictor, post-processing), i.e. SGDet's extra cost at N detections.
 
     python tools/benchmark_relation.py [--sizes 20 40 80] [--image-size 592] [--device cpu]
+        [--widths synthetic|paper] [--json FILE]
+
+``--widths synthetic`` (default): the synthetic configs' widths (F-Net's subgraph maps and
+bottleneck as in ``configs/synthetic/fnet_*``). ``--widths paper``: every model at its
+paper's (VG150 config) widths on the same synthetic backbone: 4096-d union features,
+512-d context, 200-d embeddings, 1024-d box head, F-Net's 512-channel subgraph maps and
+256-channel bottleneck. ``--json FILE`` writes the table as a list of rows
+``{"context", "N", "det_s", "rel_s", "det_mb", "rel_mb"}``.
 
 Needs the synthetic world (``make synthetic``): the frequency bias is built from its
 training split.
@@ -39,9 +47,27 @@ VARIANTS = {
     "relbackbone": ["MODEL.SGG.RELATION_BACKBONE.ENABLED", "True"],  # RelDN's relation CNN
     "contrastive": ["MODEL.SGG.EXTRA_RELATION_LOSSES", "['GraphicalContrastiveLoss']"],
 }
+# Config overrides per --widths (the detector backbone is the synthetic one in both).
+WIDTHS = {
+    "synthetic": ["MODEL.SGG.FNET.SUBGRAPH_DIM", "128", "MODEL.SGG.FNET.BOTTLENECK_DIM", "64"],
+    "paper": [
+        "MODEL.SGG.UNION_DIM",
+        "4096",
+        "MODEL.SGG.CONTEXT_HIDDEN_DIM",
+        "512",
+        "MODEL.SGG.EMBED_DIM",
+        "200",
+        "MODEL.ROI_BOX_HEAD.FC_DIM",
+        "1024",
+        "MODEL.SGG.FNET.SUBGRAPH_DIM",
+        "512",
+        "MODEL.SGG.FNET.BOTTLENECK_DIM",
+        "256",
+    ],
+}
 
 
-def build(context: str, device: str, image_size: int):
+def build(context: str, device: str, image_size: int, widths: str = "synthetic"):
     import sgg_d2  # noqa: F401,I001  (first: detectron2._C stand-in)
     import torch
     from detectron2.modeling import build_model
@@ -70,6 +96,7 @@ def build(context: str, device: str, image_size: int):
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
             "0.0",
             *[x for v in variants for x in VARIANTS[v]],
+            *WIDTHS[widths],
         ],
     )
     torch.manual_seed(0)
@@ -103,13 +130,13 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def measure(stage: str, context: str, n: int, device: str, image_size: int, repeats: int):
+def measure(stage, context, n, device, image_size, repeats, widths="synthetic"):
     """Runs in the child process; prints one JSON line."""
     import sgg_d2  # noqa: F401,I001  (first: detectron2._C stand-in)
     import torch
     from detectron2.structures import Boxes, Instances
 
-    model = build(context, device, image_size)
+    model = build(context, device, image_size, widths)
     g = torch.Generator().manual_seed(n)
     image = torch.randint(0, 255, (3, image_size, image_size), generator=g).float()
     xy = torch.rand(n, 2, generator=g) * image_size * 0.8
@@ -231,6 +258,8 @@ def run_child(stage, context, n, args):
         str(args.image_size),
         "--repeats",
         str(args.repeats),
+        "--widths",
+        args.widths,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -243,17 +272,19 @@ def main():
     p.add_argument("--image-size", type=int, default=592)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--widths", choices=sorted(WIDTHS), default="synthetic")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     p.add_argument("--train", action="store_true", help="time a relation training step")
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         stage, context, n = args.child
-        measure(stage, context, int(n), args.device, args.image_size, args.repeats)
+        measure(stage, context, int(n), args.device, args.image_size, args.repeats, args.widths)
         return
     if args.train:
         return train_table(args)
     print(
-        f"device {args.device}, image {args.image_size}px, synthetic-config widths, "
+        f"device {args.device}, image {args.image_size}px, {args.widths} widths, "
         f"time: mean of {args.repeats} warm runs; memory: peak growth during the first run "
         "(resident memory on CPU, allocated memory on CUDA)"
     )
@@ -261,11 +292,21 @@ def main():
         f"{'model':<24}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"
         f"{'det MB':>9}{'rel MB':>9}"
     )
-    rows = {}
+    rows, table = {}, []
     for n in args.sizes:
         det = run_child("detector", "FrequencyBaseline", n, args)
         for context in args.contexts:
             rel = rows[context, n] = run_child("relation", context, n, args)
+            table.append(
+                {
+                    "context": context,
+                    "N": n,
+                    "det_s": det["seconds"],
+                    "rel_s": rel["seconds"],
+                    "det_mb": det["peak_mb"],
+                    "rel_mb": rel["peak_mb"],
+                }
+            )
             ratio = rel["seconds"] / det["seconds"]
             print(
                 f"{context:<24}{n:>4}{n * (n - 1):>7}{det['seconds']:>8.3f}{rel['seconds']:>8.3f}"
@@ -279,6 +320,9 @@ def main():
                 f"  N={n:>3}: {f['seconds'] / m['seconds']:.2f}x time, "
                 f"{f['peak_mb'] / max(m['peak_mb'], 1e-6):.2f}x memory"
             )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=1)
 
 
 if __name__ == "__main__":

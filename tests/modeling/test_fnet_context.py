@@ -1,11 +1,18 @@
 """Factorizable Net: subgraph clustering, SMP, SRI, and the context model on hand-made inputs."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sgg_d2.modeling.context import CONTEXT_REGISTRY, ContextInputs
-from sgg_d2.modeling.context.fnet import FactorizableNetContext, backbone_feature_shapes
+from sgg_d2.modeling.context.fnet import (
+    FactorizableNetContext,
+    all_candidate_pairs,
+    backbone_feature_shapes,
+    locate_pairs,
+)
 from sgg_d2.modeling.context.fnet_modules import (
     ObjectToSubgraph,
     SpatialRelationInference,
@@ -20,7 +27,7 @@ from sgg_d2.modeling.context.fnet_subgraph import (
 )
 from sgg_d2.structures import all_ordered_pairs
 
-OBJ_DIM, HIDDEN, C, CH = 6, 8, 3, 4
+OBJ_DIM, HIDDEN, C, CH, REL = 6, 8, 3, 4, 5
 
 
 def strip_pairs(intervals, scores):
@@ -154,48 +161,80 @@ def test_object_to_subgraph_matches_direct_formula(norm):
     module = ObjectToSubgraph(HIDDEN, CH, norm)
     msg, att = module(x, maps, links)
     assert msg.shape == (2, CH, 3, 3) and att.shape == (5, 3, 3)
-    if norm == "softmax":
-        assert torch.allclose(att.sum((1, 2)), torch.ones(5))
-    # subgraph 0 is linked to objects 0, 1, 2: mean of the three painted vectors
+    # subgraph 0 is linked to objects 0, 1, 2
     q, v = module.query(x), module.value(x)
     flat = maps[0].flatten(1)  # (CH, 9)
-    logits = q[:3] @ flat / CH**0.5
-    a = logits.softmax(1) if norm == "softmax" else logits.sigmoid()
-    expected = (a.unsqueeze(1) * v[:3].unsqueeze(2)).mean(0).reshape(CH, 3, 3)
+    logits = q[:3] @ flat / CH**0.5  # (3 objects, 9 locations)
+    if norm == "softmax":  # across the objects, separately at each location
+        a = logits.softmax(0)
+        expected = torch.einsum("nu,nc->cu", a, v[:3]).reshape(CH, 3, 3)
+    else:
+        a = logits.sigmoid()
+        expected = (a.unsqueeze(1) * v[:3].unsqueeze(2)).mean(0).reshape(CH, 3, 3)
     assert torch.allclose(msg[0], expected, atol=1e-6)
     assert torch.allclose(att[:3].flatten(1), a, atol=1e-6)
 
 
+def test_object_to_subgraph_attention_sums_to_one_over_objects_at_each_location():
+    """The paper normalises across the objects of a subgraph at every location (no
+    constraint along the spatial dimensions); normalising over the 5 x 5 locations of each
+    link instead (the old bug) fails both checks."""
+    torch.manual_seed(1)
+    pairs = torch.tensor([[0, 1], [1, 2], [2, 0], [3, 4]])
+    links = links_for(pairs, torch.tensor([0, 0, 1, 2]), [5], [3])
+    x, maps = torch.randn(5, HIDDEN), torch.randn(3, CH, 5, 5)
+    _, att = ObjectToSubgraph(HIDDEN, CH, "softmax")(x, maps, links)
+    per_location = torch.zeros(3, 5, 5).index_add(0, links.sub_index, att)
+    assert torch.allclose(per_location, torch.ones(3, 5, 5), atol=1e-6)
+    # a link's map does not sum to 1 over the locations
+    assert not torch.allclose(att.sum((1, 2)), torch.ones(len(att)), atol=1e-2)
+
+
 @pytest.mark.parametrize("k", [1, 3])
-def test_sri_shapes_depthwise_kernels_and_gradients(k):
+def test_sri_paper_recipe_reduces_first_and_reads_out_linearly(k):
     torch.manual_seed(0)
     sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=k, chunk_size=2)
     x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
     pairs = torch.tensor([[0, 1], [1, 0], [2, 3]])
     out = sri(x, maps, pairs, torch.tensor([0, 0, 1]))
-    assert out.shape == (3, 7 + 2 * HIDDEN) and sri.out_dim == 7 + 2 * HIDDEN
-    assert torch.equal(out[:, 7 : 7 + HIDDEN], x[pairs[:, 0]])
-    # depth-wise: each channel convolved with its own kernel, one pair at a time
-    w = sri.subj_kernel(x[2])
-    ref = F.conv2d(maps[1:2], w.reshape(CH, 1, k, k), padding=k // 2, groups=CH)
-    assert torch.allclose(sri.depthwise(maps[1:2], w[None]), ref, atol=1e-6)
-    if k == 1:  # pair 2 by hand: bottleneck over [F * w_s, F * w_o, F], ReLU, FC, ReLU
-        f, w_o = maps[1], sri.obj_kernel(x[3])
-        h = sum(
-            torch.einsum("bc,cij->bij", conv.weight[:, :, 0, 0], z)
-            for conv, z in [
-                (sri.bottleneck_subj, f * w[:, None, None]),
-                (sri.bottleneck_obj, f * w_o[:, None, None]),
-                (sri.bottleneck_map, f),
-            ]
-        )
-        h = torch.relu(h + sri.bottleneck_subj.bias[:, None, None])
-        assert torch.allclose(out[2, :7], torch.relu(sri.fc(h.flatten())), atol=1e-5)
+    assert out.shape == (3, 7) and sri.out_dim == 7
+    # depth-wise: each channel convolved with its own kernel
+    w_s, w_o = sri.subj_kernel(x[2]), sri.obj_kernel(x[3])
+    g = sri.bottleneck_map(maps[1:2])  # bottleneck once per subgraph: (1, 2, 3, 3)
+    ref = F.conv2d(g, w_s.reshape(2, 1, k, k), padding=k // 2, groups=2)
+    assert torch.allclose(sri.depthwise(g, w_s[None]), ref, atol=1e-6)
+    ref_o = F.conv2d(g, w_o.reshape(2, 1, k, k), padding=k // 2, groups=2)
+    h = torch.relu(ref + ref_o + g)
+    assert torch.allclose(out[2], sri.fc(h.flatten()), atol=1e-5)  # no ReLU: linear read-out
     out.sum().backward()
-    for layer in (sri.subj_kernel, sri.obj_kernel):
+    for layer in (sri.subj_kernel, sri.obj_kernel, sri.bottleneck_map):
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=2)
+
+
+def test_sri_pre_paper_variant_kernel_first_extra_fc_and_shortcut():
+    torch.manual_seed(0)
+    sri = SpatialRelationInference(
+        HIDDEN, CH, 3, 2, 7, reduce_first=False, extra_fc=True, object_shortcut=True
+    )
+    x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
+    pairs = torch.tensor([[0, 1], [2, 3]])
+    out = sri(x, maps, pairs, torch.tensor([0, 1]))
+    assert out.shape == (2, 7 + 2 * HIDDEN) and sri.out_dim == 7 + 2 * HIDDEN
+    assert torch.equal(out[:, 7 : 7 + HIDDEN], x[pairs[:, 0]])
+    # pair 1 by hand: bottleneck over [F * w_s, F * w_o, F], ReLU, FC, ReLU
+    f, w, w_o = maps[1], sri.subj_kernel(x[2]), sri.obj_kernel(x[3])
+    h = sum(
+        torch.einsum("bc,cij->bij", conv.weight[:, :, 0, 0], z)
+        for conv, z in [
+            (sri.bottleneck_subj, f * w[:, None, None]),
+            (sri.bottleneck_obj, f * w_o[:, None, None]),
+            (sri.bottleneck_map, f),
+        ]
+    )
+    h = torch.relu(h + sri.bottleneck_map.bias[:, None, None])
+    assert torch.allclose(out[1, :7], torch.relu(sri.fc(h.flatten())), atol=1e-5)
 
 
 def make_model(**kw):
@@ -203,7 +242,8 @@ def make_model(**kw):
     args = dict(
         obj_dim=OBJ_DIM, num_classes=C, in_features=["p2"], in_channels=CH, feature_strides=[4]
     )
-    args.update(hidden_dim=HIDDEN, subgraph_dim=4, pool_size=3, num_mps=2)
+    args.update(hidden_dim=HIDDEN, subgraph_dim=4, bottleneck_dim=2, rel_dim=REL, pool_size=3)
+    args.update(num_mps=2)
     args.update(kw)
     return FactorizableNetContext(**args)
 
@@ -231,11 +271,11 @@ def make_inputs(num_objs, gt=False, seed=0):
 @pytest.mark.parametrize("gt", [False, True])
 def test_context_shapes_backward_with_single_and_empty_images(gt):
     model = make_model()
-    assert model.needs_union_features is False and model.pair_dim == 3 * HIDDEN
+    assert model.needs_union_features is False and model.pair_dim == REL
     inputs = make_inputs([4, 1, 0, 3], gt=gt)
     out = model(inputs)
     assert out.obj_logits.shape == (8, C) and out.obj_repr.shape == (8, HIDDEN)
-    assert out.pair_features.shape == (18, 3 * HIDDEN)
+    assert out.pair_features.shape == (18, REL)
     assert len(out.extras["num_subgraphs"]) == 4 and out.extras["num_subgraphs"][1:3] == [0, 0]
     (out.pair_features.sum() + out.obj_logits.sum()).backward()
     convs = model.subgraph_features.convs[0].weight.grad
@@ -247,7 +287,7 @@ def test_context_shapes_backward_with_single_and_empty_images(gt):
 def test_context_without_pairs(num_objs):
     out = make_model()(make_inputs(num_objs))
     assert out.obj_logits.shape == (sum(num_objs), C)
-    assert out.pair_features.shape == (0, 3 * HIDDEN)
+    assert out.pair_features.shape == (0, REL)
 
 
 def test_images_do_not_leak_into_each_other():
@@ -268,6 +308,81 @@ def test_config_build_reads_backbone_shapes(make_cfg):
     cfg.MODEL.SGG.FNET.NUM_MPS = 2
     assert backbone_feature_shapes(cfg, ["p2", "p5"]) == {"p2": (32, 4), "p5": (32, 32)}
     model = CONTEXT_REGISTRY.get("FactorizableNetContext")(cfg, 64, 32)
-    assert len(model.mps) == 2 and model.pair_dim == 3 * cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM
+    assert len(model.mps) == 2 and model.pair_dim == cfg.MODEL.SGG.NUM_PREDICATES + 1
+    assert model.sri.bottleneck_map.out_channels == cfg.MODEL.SGG.FNET.BOTTLENECK_DIM
+    assert model.mps[0].to_subgraph.spatial_norm == "softmax"
+    cfg.MODEL.SGG.FNET.SRI_EXTRA_FC = True
+    cfg.MODEL.SGG.FNET.SRI_OBJECT_SHORTCUT = True
+    cfg.MODEL.SGG.FNET.SRI_REDUCE_FIRST = False
+    old = CONTEXT_REGISTRY.get("FactorizableNetContext")(cfg, 64, 32)
+    assert old.pair_dim == 3 * cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM and not old.sri.reduce_first
     with pytest.raises(KeyError, match=r"\['res9'\] are not backbone outputs"):
         backbone_feature_shapes(cfg, ["res9"])
+
+
+def test_training_and_test_subgraphs_identical_for_the_same_boxes():
+    """Training scores a sample of the pairs, test all of them: the subgraphs (and so each
+    pair's subgraph, its map and its feature) must not depend on which pairs are scored."""
+    model = make_model().eval()
+    test = make_inputs([5, 4], seed=3)
+    train = make_inputs([5, 4], seed=3)
+    sample = torch.tensor([7, 0, 30, 12, 19])  # a few pairs of both images (20 + 12 pairs)
+    train.pairs, train.num_pairs = test.pairs[sample], [3, 2]
+    with torch.no_grad():
+        c_test, links_test, sub_test = model.cluster(test)
+        c_train, links_train, sub_train = model.cluster(train)
+        out_test, out_train = model(test), model(train)
+    assert c_train.num_subgraphs == c_test.num_subgraphs
+    assert torch.equal(c_train.boxes, c_test.boxes)
+    assert torch.equal(links_train.obj_index, links_test.obj_index)
+    assert torch.equal(links_train.sub_index, links_test.sub_index)
+    assert torch.equal(sub_train, sub_test[sample])
+    assert torch.allclose(out_train.pair_features, out_test.pair_features[sample], atol=1e-5)
+    assert torch.allclose(out_train.obj_logits, out_test.obj_logits, atol=1e-5)
+    # the ROI heads' all_pairs / pair_index (training) give the same subgraphs
+    train.all_pairs, train.num_all_pairs = test.pairs, test.num_pairs
+    train.pair_index = sample
+    assert torch.equal(model.cluster(train)[2], sub_test[sample])
+
+
+def test_locate_pairs_and_candidates():
+    cands, counts = all_candidate_pairs([3, 0, 2], "cpu")
+    assert counts == [6, 0, 2] and cands.tolist()[-2:] == [[3, 4], [4, 3]]
+    rows = locate_pairs(torch.tensor([[4, 3], [0, 2], [2, 1]]), cands, 5)
+    assert torch.equal(cands[rows], torch.tensor([[4, 3], [0, 2], [2, 1]]))
+    with pytest.raises(ValueError, match="not an ordered pair of distinct objects"):
+        locate_pairs(torch.tensor([[1, 1]]), cands, 5)
+
+
+@pytest.mark.parametrize("root", ["vg150", "synthetic"])
+def test_fnet_configs_carry_the_paper_recipe(root):
+    from sgg_d2.engine import load_config
+
+    configs = Path(__file__).resolve().parents[2] / "configs" / root
+    for mode in ("predcls", "sgcls", "sgdet"):
+        (path,) = configs.glob(f"fnet_*_{mode}.yaml")
+        cfg = load_config(str(path), [])
+        f = cfg.MODEL.SGG.FNET
+        assert f.NUM_MPS == 2 and f.SPATIAL_NORM == "softmax" and f.SRI_REDUCE_FIRST
+        assert not f.SRI_EXTRA_FC and not f.SRI_OBJECT_SHORTCUT
+        assert cfg.MODEL.SGG.USE_FREQUENCY_BIAS is False
+        assert cfg.TEST.SGG.TRIPLET_NMS_THRESH == (0.4 if mode == "sgdet" else 0.0)
+        if root == "vg150":
+            assert (f.SUBGRAPH_DIM, f.BOTTLENECK_DIM, f.SUBGRAPH_POOL_SIZE) == (512, 256, 5)
+
+
+def test_sri_factorised_readout_equals_explicit_pair_maps():
+    """relu(g k) = relu(g) relu(k) + relu(-g) relu(-k): the per-subgraph read-out used for
+    1 x 1 kernels gives exactly the read-out of the explicit per-pair maps."""
+    torch.manual_seed(2)
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 4, 6, chunk_size=3)
+    x, maps = torch.randn(6, HIDDEN), torch.randn(4, CH, 3, 3)
+    pairs = all_ordered_pairs(6)
+    groups = torch.randint(0, 4, (len(pairs),))
+    groups[:4] = torch.arange(4)
+    with torch.no_grad():
+        g, w_s, w_o = sri.bottleneck_map(maps), sri.subj_kernel(x), sri.obj_kernel(x)
+        fast = sri.factorised_readout(g, w_s, w_o, pairs, groups)
+        slow = sri.fc(sri.pair_maps(maps, g, w_s, w_o, pairs, groups).flatten(1))
+    assert ((1 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]]) < 0).any()  # both signs exercised
+    assert torch.allclose(fast, slow, atol=1e-5)

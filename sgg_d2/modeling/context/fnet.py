@@ -4,16 +4,27 @@ Subgraph-based Framework for Scene Graph Generation", ECCV 2018).
 The fully-connected graph of objects is factorised into *subgraphs*: candidate pairs
 whose union boxes overlap (IoU > ``nms_thresh``, NMS over union boxes scored by the
 product of the two objects' scores) share one subgraph, and every pair is assigned to the
-kept union box most overlapping its own (``fnet_subgraph``). Each subgraph has a 2-D
-feature map (RoIAlign of its box to P x P, two 3x3 convs), each object a vector (its RoI
-feature, projected). ``num_mps`` rounds of spatial-weighted message passing exchange
-information along the object-subgraph links (objects attend over their subgraphs; objects
-paint themselves onto subgraph maps through per-location attention). Spatial-sensitive
-relation inference then reads each pair's feature off its subgraph map, with the
-subject's and object's vectors as depth-wise conv kernels (``fnet_modules``).
+kept union box most overlapping its own (``fnet_subgraph``). Clustering always runs on
+*all* ordered pairs of the image's objects, in training too, so training and test see the
+same subgraphs for the same boxes; only the sampled pairs are then read out (and get the
+loss). Each subgraph has a 2-D feature map (RoIAlign of its box to P x P, two 3x3 convs),
+each object a vector (its RoI feature, projected). ``num_mps`` rounds of spatial-weighted
+message passing exchange information along the object-subgraph links (objects attend over
+their subgraphs; objects paint themselves onto subgraph maps, the attention normalised
+across the objects of the subgraph at every location). Spatial-sensitive relation
+inference then reads each pair's feature off its subgraph map, with the subject's and
+object's vectors as depth-wise conv kernels (``fnet_modules``).
 
 Relation features come from S subgraph maps instead of R per-pair union-box features
 (S << R), so ``needs_union_features`` is False: the cost the paper removes.
+
+Differences from the paper, each a documented choice: the detector is frozen (two-stage
+recipe; the paper trains RPN and F-Net jointly); the subgraph maps are pooled from the
+FPN levels of the Detectron2 backbone; the SRI read-out is a linear layer to the predicate
+logits followed by the relation predictor's own (square) linear layer, which compose into
+the paper's single FC. Ablation flags: ``num_mps``, ``spatial_norm``, ``sri_reduce_first``,
+``sri_extra_fc``, ``sri_object_shortcut`` (today's pre-paper recipe: 1 round, 256/128
+channels, kernel-first SRI with the extra FC and object shortcut, frequency bias on).
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -23,11 +34,17 @@ from detectron2.config import configurable
 from detectron2.modeling import build_backbone
 from torch import nn
 
+from ...structures import all_ordered_pairs
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
 from .fnet_modules import SpatialMessagePassing, SpatialRelationInference
 from .fnet_subgraph import SubgraphFeatures, cluster_subgraphs, object_scores, subgraph_incidence
 
-__all__ = ["FactorizableNetContext", "backbone_feature_shapes"]
+__all__ = [
+    "FactorizableNetContext",
+    "all_candidate_pairs",
+    "backbone_feature_shapes",
+    "locate_pairs",
+]
 
 
 def backbone_feature_shapes(cfg, names: Sequence[str]) -> Dict[str, Tuple[int, int]]:
@@ -49,14 +66,46 @@ def backbone_feature_shapes(cfg, names: Sequence[str]) -> Dict[str, Tuple[int, i
     return {n: (shapes[n].channels, shapes[n].stride) for n in names}
 
 
+def all_candidate_pairs(num_objs: Sequence[int], device) -> Tuple[torch.Tensor, List[int]]:
+    """All ordered pairs (i != j) of each image's objects, global indices, images in order.
+
+    Returns:
+        ``(pairs (M, 2) int64, pairs per image)``; M = sum n_i (n_i - 1).
+    """
+    offsets = [0]
+    for n in num_objs[:-1]:
+        offsets.append(offsets[-1] + n)
+    pairs = [all_ordered_pairs(n, device=device) + o for n, o in zip(num_objs, offsets)]
+    if not pairs:
+        return torch.zeros((0, 2), dtype=torch.int64, device=device), []
+    return torch.cat(pairs), [n * (n - 1) for n in num_objs]
+
+
+def locate_pairs(pairs: torch.Tensor, candidates: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """(R,) row of each of ``pairs`` (R, 2) in ``candidates`` (M, 2), both global indices.
+
+    Raises:
+        ValueError: a pair that is not a candidate (e.g. i == j).
+    """
+    key = candidates[:, 0] * num_objects + candidates[:, 1]
+    sorted_key, order = key.sort()
+    query = pairs[:, 0] * num_objects + pairs[:, 1]
+    pos = torch.searchsorted(sorted_key, query).clamp(max=max(len(key) - 1, 0))
+    if len(query) and (len(key) == 0 or not torch.equal(sorted_key[pos], query)):
+        raise ValueError("F-Net: a pair to score is not an ordered pair of distinct objects")
+    return order[pos]
+
+
 @CONTEXT_REGISTRY.register()
 class FactorizableNetContext(nn.Module):
     """Subgraph clustering, SMP and SRI. See the module docstring.
 
-    ``pair_dim`` = ``hidden_dim + 2 * hidden_dim`` (SRI feature, subject, object vectors).
+    ``pair_dim``: the SRI read-out size (``rel_dim``), plus ``2 * hidden_dim`` with the
+    object shortcut.
     """
 
     needs_union_features = False
+    paper_frequency_bias = False  # F-Net's predicate scores come from the SRI alone
 
     @configurable
     def __init__(
@@ -67,14 +116,19 @@ class FactorizableNetContext(nn.Module):
         in_features: Sequence[str],
         in_channels: int,
         feature_strides: Sequence[int],
-        hidden_dim: int = 256,
-        subgraph_dim: int = 0,
+        hidden_dim: int = 512,
+        subgraph_dim: int = 512,
+        bottleneck_dim: int = 256,
+        rel_dim: int = 51,
         pool_size: int = 5,
         nms_thresh: float = 0.5,
-        num_mps: int = 1,
+        num_mps: int = 2,
         enlarge_subgraph_boxes: bool = False,
         spatial_norm: str = "softmax",
         sri_kernel_size: int = 1,
+        sri_reduce_first: bool = True,
+        sri_extra_fc: bool = False,
+        sri_object_shortcut: bool = False,
         dropout: float = 0.0,
         sampling_ratio: int = 0,
         pooler_type: str = "ROIAlignV2",
@@ -85,15 +139,21 @@ class FactorizableNetContext(nn.Module):
             num_classes: C, real object classes.
             in_features, in_channels, feature_strides: backbone maps the subgraph features
                 are pooled from (the RoI heads' in-features), their channels and strides.
-            hidden_dim: H, object vector size (also the SRI output size).
-            subgraph_dim: channels of the subgraph maps; 0 = ``hidden_dim // 2``.
+            hidden_dim: H, object vector size.
+            subgraph_dim: channels of the subgraph maps (paper: 512).
+            bottleneck_dim: channels of the SRI bottleneck (paper: 256).
+            rel_dim: size of the SRI read-out (paper: the P + 1 predicate logits; with
+                ``sri_extra_fc`` a hidden size).
             pool_size: P, side of the subgraph maps.
             nms_thresh: union-box IoU above which pairs share a subgraph.
-            num_mps: rounds of spatial-weighted message passing (0 = none).
+            num_mps: rounds of spatial-weighted message passing (paper: 2; 0 = none).
             enlarge_subgraph_boxes: subgraph box covers all its pairs' union boxes (False:
                 the representative pair's union box, as in the paper).
-            spatial_norm: object -> subgraph attention over locations, "softmax"/"sigmoid".
+            spatial_norm: object -> subgraph attention, "softmax" across the subgraph's
+                objects at each location (paper) or "sigmoid" gates.
             sri_kernel_size: side of the object-generated depth-wise kernels (odd).
+            sri_reduce_first, sri_extra_fc, sri_object_shortcut: SRI variants, see
+                :class:`~.fnet_modules.SpatialRelationInference`.
             dropout: on the object vectors.
         """
         super().__init__()
@@ -101,7 +161,9 @@ class FactorizableNetContext(nn.Module):
             raise ValueError(f"F-Net num_mps must be >= 0, got {num_mps}")
         if not 0.0 <= nms_thresh <= 1.0:
             raise ValueError(f"F-Net nms_thresh must be in [0, 1], got {nms_thresh}")
-        map_dim = subgraph_dim or max(hidden_dim // 2, 1)
+        for name, v in [("subgraph_dim", subgraph_dim), ("bottleneck_dim", bottleneck_dim)]:
+            if v < 1:
+                raise ValueError(f"F-Net {name} must be >= 1, got {v}")
         self.nms_thresh = float(nms_thresh)
         self.enlarge = bool(enlarge_subgraph_boxes)
         self.obj_proj = nn.Sequential(
@@ -111,17 +173,25 @@ class FactorizableNetContext(nn.Module):
             in_features,
             feature_strides,
             in_channels,
-            out_channels=map_dim,
+            out_channels=subgraph_dim,
             pool_size=pool_size,
             sampling_ratio=sampling_ratio,
             pooler_type=pooler_type,
         )
         self.mps = nn.ModuleList(
-            SpatialMessagePassing(hidden_dim, map_dim, map_dim, spatial_norm)
+            SpatialMessagePassing(hidden_dim, subgraph_dim, subgraph_dim, spatial_norm)
             for _ in range(num_mps)
         )
         self.sri = SpatialRelationInference(
-            hidden_dim, map_dim, pool_size, max(map_dim // 2, 1), hidden_dim, sri_kernel_size
+            hidden_dim,
+            subgraph_dim,
+            pool_size,
+            bottleneck_dim,
+            rel_dim,
+            kernel_size=sri_kernel_size,
+            reduce_first=sri_reduce_first,
+            extra_fc=sri_extra_fc,
+            object_shortcut=sri_object_shortcut,
         )
         self.classifier = nn.Linear(hidden_dim, num_classes)
         self.pair_dim = self.sri.out_dim
@@ -129,6 +199,7 @@ class FactorizableNetContext(nn.Module):
     @classmethod
     def from_config(cls, cfg, obj_dim, union_dim):
         m = cfg.MODEL.SGG
+        f = m.FNET
         names = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
         shapes = backbone_feature_shapes(cfg, names)
         channels = {shapes[n][0] for n in names}
@@ -141,43 +212,70 @@ class FactorizableNetContext(nn.Module):
             "in_channels": channels.pop(),
             "feature_strides": [shapes[n][1] for n in names],
             "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "pool_size": m.FNET.SUBGRAPH_POOL_SIZE,
-            "nms_thresh": m.FNET.SUBGRAPH_NMS_THRESH,
-            "num_mps": m.FNET.NUM_MPS,
+            "subgraph_dim": f.SUBGRAPH_DIM,
+            "bottleneck_dim": f.BOTTLENECK_DIM,
+            # the paper's FC scores the predicates; the extra FC is a hidden layer
+            "rel_dim": m.CONTEXT_HIDDEN_DIM if f.SRI_EXTRA_FC else m.NUM_PREDICATES + 1,
+            "pool_size": f.SUBGRAPH_POOL_SIZE,
+            "nms_thresh": f.SUBGRAPH_NMS_THRESH,
+            "num_mps": f.NUM_MPS,
+            "spatial_norm": f.SPATIAL_NORM,
+            "sri_reduce_first": f.SRI_REDUCE_FIRST,
+            "sri_extra_fc": f.SRI_EXTRA_FC,
+            "sri_object_shortcut": f.SRI_OBJECT_SHORTCUT,
             "dropout": m.CONTEXT_DROPOUT,
             "sampling_ratio": cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             "pooler_type": cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
         }
 
-    def forward(self, inputs: ContextInputs) -> ContextOutputs:
-        """
+    def cluster(self, inputs: ContextInputs):
+        """Subgraphs of all candidate pairs of each image (train and test alike): the
+        ROI heads' ``all_pairs`` in training, else every ordered pair (i != j) of each image
+        (the same set), so the same boxes always give the same subgraphs.
+
         Returns:
-            ``obj_logits`` (N, C) and ``obj_repr`` (N, H) from the final object vectors;
-            ``pair_features`` (R, pair_dim); ``extras``: ``pair_to_subgraph`` (R,) and
-            ``num_subgraphs`` (per image).
+            ``(clusters, links, pair_to_subgraph (R,))``: :class:`SubgraphClusters` and
+            :class:`SubgraphIncidence` of all candidate pairs, and the subgraph of each of
+            ``inputs.pairs``.
         """
-        if inputs.features is None:
-            raise ValueError("FactorizableNetContext needs inputs.features (backbone maps)")
-        num_pairs: List[int] = list(inputs.num_pairs)
+        given = [getattr(inputs, k, None) for k in ("all_pairs", "num_all_pairs", "pair_index")]
+        if all(v is not None for v in given):  # training
+            candidates, num_candidates, rows = given[0], list(given[1]), given[2]
+        else:
+            candidates, num_candidates = all_candidate_pairs(inputs.num_objs, inputs.boxes.device)
+            rows = locate_pairs(inputs.pairs, candidates, len(inputs.boxes))
         clusters = cluster_subgraphs(
             inputs.boxes,
-            inputs.pairs,
-            num_pairs,
+            candidates,
+            num_candidates,
             object_scores(inputs.obj_logits, inputs.gt_labels),
             self.nms_thresh,
             self.enlarge,
         )
+        links = subgraph_incidence(candidates, clusters, inputs.num_objs)
+        return clusters, links, clusters.pair_to_subgraph[rows]
+
+    def forward(self, inputs: ContextInputs) -> ContextOutputs:
+        """
+        Returns:
+            ``obj_logits`` (N, C) and ``obj_repr`` (N, H) from the final object vectors;
+            ``pair_features`` (R, pair_dim) for ``inputs.pairs``; ``extras``:
+            ``pair_to_subgraph`` (R,), ``subgraph_boxes`` (S, 4) and ``num_subgraphs``.
+        """
+        if inputs.features is None:
+            raise ValueError("FactorizableNetContext needs inputs.features (backbone maps)")
+        clusters, links, pair_to_subgraph = self.cluster(inputs)
         maps = self.subgraph_features(inputs.features, clusters.boxes, clusters.num_subgraphs)
-        links = subgraph_incidence(inputs.pairs, clusters, inputs.num_objs)
         x = self.obj_proj(inputs.obj_features)
         for layer in self.mps:
             x, maps = layer(x, maps, links)
-        pair_features = self.sri(x, maps, inputs.pairs, clusters.pair_to_subgraph)
+        pair_features = self.sri(x, maps, inputs.pairs, pair_to_subgraph)
         return ContextOutputs(
             obj_logits=self.classifier(x),
             pair_features=pair_features,
             extras={
-                "pair_to_subgraph": clusters.pair_to_subgraph,
+                "pair_to_subgraph": pair_to_subgraph,
+                "subgraph_boxes": clusters.boxes,
                 "num_subgraphs": clusters.num_subgraphs,
             },
             obj_repr=x,

@@ -27,13 +27,15 @@ SPATIAL_NORMS = ("softmax", "sigmoid")
 
 
 def segment_softmax(scores: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """Softmax of ``scores`` (M,) within each group given by ``groups`` (M,) int64."""
+    """Softmax of ``scores`` (M, ...) over the rows of each group given by ``groups`` (M,)
+    int64, separately for every trailing index (e.g. each of the P x P locations)."""
     if len(scores) == 0:
         return scores
-    top = scores.new_full((num_groups,), float("-inf"))
-    top = top.scatter_reduce(0, groups, scores.detach(), "amax", include_self=False)
+    index = groups.reshape((-1,) + (1,) * (scores.dim() - 1)).expand_as(scores)
+    top = scores.new_full((num_groups,) + scores.shape[1:], float("-inf"))
+    top = top.scatter_reduce(0, index, scores.detach(), "amax", include_self=False)
     e = torch.exp(scores - top[groups])
-    total = scores.new_zeros(num_groups).index_add(0, groups, e)
+    total = scores.new_zeros((num_groups,) + scores.shape[1:]).index_add(0, groups, e)
     return e / total[groups]
 
 
@@ -73,9 +75,11 @@ class SubgraphToObject(nn.Module):
 class ObjectToSubgraph(nn.Module):
     """Each linked object paints its vector onto the subgraph map where it is attended.
 
-    Attention map ``A_ik(u) = norm_u(<W_q x_i, F_k(u)> / sqrt(C))`` over the P x P locations
-    u (softmax over locations, or an independent sigmoid per location); message
-    ``M_k(u) = mean_i A_ik(u) W_v x_i`` over the objects i linked to subgraph k.
+    Attention ``A_ik(u)`` from ``l_ik(u) = <W_q x_i, F_k(u)> / sqrt(C)`` at each of the
+    P x P locations u of subgraph k. "softmax" (the paper): normalised across the objects
+    i linked to subgraph k, separately at every location (no constraint along the spatial
+    dimensions), and ``M_k(u) = sum_i A_ik(u) W_v x_i``. "sigmoid" (ablation): an
+    independent gate per (object, location) and ``M_k(u) = mean_i A_ik(u) W_v x_i``.
     """
 
     def __init__(self, obj_dim: int, map_dim: int, spatial_norm: str = "softmax"):
@@ -86,9 +90,6 @@ class ObjectToSubgraph(nn.Module):
         self.query = nn.Linear(obj_dim, map_dim)
         self.value = nn.Linear(obj_dim, map_dim)
 
-    def _normalise(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.softmax(dim=1) if self.spatial_norm == "softmax" else logits.sigmoid()
-
     def forward(
         self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence
     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -97,27 +98,35 @@ class ObjectToSubgraph(nn.Module):
             x: (N, H) object vectors; maps: (S, C, P, P) subgraph maps.
 
         Returns:
-            ``(messages (S, C, P, P), attention (M, P, P))``, one attention map per link.
+            ``(messages (S, C, P, P), attention (M, P, P))``, one attention map per link;
+            with "softmax", the maps of the links of one subgraph sum to 1 at every location.
         """
         s, c, p, _ = maps.shape
         q, v = self.query(x), self.value(x)
         flat = maps.flatten(2)  # (S, C, U)
-        degree = torch.bincount(links.sub_index, minlength=s).clamp(min=1).to(maps.dtype)
         msgs: List[torch.Tensor] = []
         atts: List[torch.Tensor] = []
         obj_start = sub_start = 0
-        # Per image, dense object x subgraph products: far smaller than gathering one
-        # (C, U) map per link, and nothing is shared across images.
+        # Per image, dense (objects x subgraphs x locations) products: two matmuls, where
+        # gathering one (C, U) map per link would copy M maps.
         for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
             i = links.obj_index[rows] - obj_start
             g = links.sub_index[rows] - sub_start
             f_img = flat[sub_start : sub_start + k]
-            logits = torch.einsum("nc,scu->nsu", q[obj_start : obj_start + n], f_img)
-            att = self._normalise(logits[i, g] / math.sqrt(c))  # (m, U)
-            weight = maps.new_zeros((k, n, p * p))
-            weight = weight.index_put((g, i), att / degree[g + sub_start].unsqueeze(1))
+            logits = torch.einsum("nc,scu->snu", q[obj_start : obj_start + n], f_img)
+            logits = logits / math.sqrt(c)
+            linked = torch.zeros((k, n, 1), dtype=torch.bool, device=maps.device)
+            linked[g, i] = True
+            if self.spatial_norm == "softmax":  # over the objects of a subgraph, per u
+                weight = logits.masked_fill(~linked, float("-inf")).softmax(dim=1)
+                weight = weight.nan_to_num(0.0)  # a subgraph without objects (none in use)
+                atts.append(weight[g, i])
+            else:
+                gate = logits.sigmoid() * linked
+                degree = linked.sum(dim=1, keepdim=True).clamp(min=1)
+                weight = gate / degree
+                atts.append(gate[g, i])
             msgs.append(torch.einsum("snu,nc->scu", weight, v[obj_start : obj_start + n]))
-            atts.append(att)
             obj_start += n
             sub_start += k
         msg = torch.cat(msgs) if msgs else flat.new_zeros((0, c, p * p))
@@ -147,10 +156,25 @@ class SpatialMessagePassing(nn.Module):
 class SpatialRelationInference(nn.Module):
     """Pair feature from its subgraph map, with its subject and object as conv kernels.
 
-    For pair (s, o) in subgraph k: the vectors x_s, x_o are projected to depth-wise
-    (per-channel) K x K kernels and convolved with F_k; a 1x1 bottleneck conv over
-    [F_k * w_s, F_k * w_o, F_k] (the F_k term is computed once per subgraph), ReLU, then a
-    location-aware FC over the flattened map. Output: ``[relu(FC), x_s, x_o]``.
+    Paper recipe (``reduce_first``): the subgraph map F_k (C channels) goes through a 1x1
+    bottleneck conv to B channels once per subgraph, ``G_k = W_b F_k``; the subject and
+    object vectors become depth-wise K x K kernels ``w_s``, ``w_o`` (B channels) and the
+    pair map is ``h = relu(G_k * w_s + G_k * w_o + G_k)``, read out by a location-aware
+    linear layer over the flattened B x P x P map. Without the extra FC that linear
+    read-out *is* the paper's predicate FC (the relation predictor's square layer on top
+    composes with it into one linear map); per pair only B x P x P products remain.
+
+    With 1 x 1 kernels (K = 1, the default) ``h = relu(G_k * k_r)`` with the pair's kernel
+    ``k_r = 1 + w_s + w_o``, and ``relu(g k) = relu(g) relu(k) + relu(-g) relu(-k)`` for
+    scalars, so the linear read-out factorises exactly: ``W h = A_k relu(k_r) + A'_k
+    relu(-k_r)`` with ``A_k = sum_u W[:, :, u] relu(G_k)[:, u]`` (and ``A'_k`` from
+    ``relu(-G_k)``) computed once per subgraph. Per pair only a (2B)-vector times a
+    (2B, out_dim) matrix remains: no per-pair B x P x P map is ever built.
+
+    Today's variant (``reduce_first=False``): kernels of C channels on F_k, then the 1x1
+    bottleneck over [F_k * w_s, F_k * w_o, F_k] per pair (C x B x P x P per pair).
+    Ablation flags: ``extra_fc`` (ReLU after the read-out: a hidden FC layer) and
+    ``object_shortcut`` (append x_s, x_o to the pair feature).
     """
 
     def __init__(
@@ -159,17 +183,24 @@ class SpatialRelationInference(nn.Module):
         map_dim: int,
         pool_size: int,
         bottleneck_dim: int,
-        hidden_dim: int,
+        out_dim: int,
         kernel_size: int = 1,
+        reduce_first: bool = True,
+        extra_fc: bool = False,
+        object_shortcut: bool = False,
         chunk_size: int = 512,
     ):
         """
         Args:
             obj_dim: H, object vector size; map_dim: C, subgraph map channels.
             pool_size: P, side of the subgraph maps.
-            bottleneck_dim: channels after the bottleneck conv.
-            hidden_dim: output size of the location-aware FC.
+            bottleneck_dim: B, channels after the bottleneck conv.
+            out_dim: size of the linear read-out of the flattened pair map (paper: the
+                predicate logits, P + 1; with ``extra_fc`` a hidden size).
             kernel_size: K (odd), side of the object-generated depth-wise kernels.
+            reduce_first: bottleneck the subgraph map before the object kernels (paper).
+            extra_fc: ReLU after the read-out, i.e. an extra hidden FC layer.
+            object_shortcut: append the subject and object vectors to the pair feature.
             chunk_size: pairs processed at once (bounds inference memory).
         """
         super().__init__()
@@ -177,15 +208,20 @@ class SpatialRelationInference(nn.Module):
             raise ValueError(f"F-Net SRI kernel_size must be odd and >= 1, got {kernel_size}")
         self.kernel_size = kernel_size
         self.chunk_size = int(chunk_size)
-        self.subj_kernel = nn.Linear(obj_dim, map_dim * kernel_size**2)
-        self.obj_kernel = nn.Linear(obj_dim, map_dim * kernel_size**2)
-        # The 1x1 bottleneck over [F * w_s, F * w_o, F] as three convs summed: no
-        # concatenated copy per pair, and the F term is computed once per subgraph.
-        self.bottleneck_subj = nn.Conv2d(map_dim, bottleneck_dim, 1)
-        self.bottleneck_obj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
-        self.bottleneck_map = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
-        self.fc = nn.Linear(bottleneck_dim * pool_size**2, hidden_dim)
-        self.out_dim = hidden_dim + 2 * obj_dim
+        self.reduce_first = bool(reduce_first)
+        self.extra_fc = bool(extra_fc)
+        self.object_shortcut = bool(object_shortcut)
+        kernel_channels = bottleneck_dim if reduce_first else map_dim
+        self.subj_kernel = nn.Linear(obj_dim, kernel_channels * kernel_size**2)
+        self.obj_kernel = nn.Linear(obj_dim, kernel_channels * kernel_size**2)
+        # The 1x1 bottleneck; kernel-first, over [F * w_s, F * w_o, F] as three convs
+        # summed (no concatenated copy per pair; the F term is computed once per subgraph).
+        self.bottleneck_map = nn.Conv2d(map_dim, bottleneck_dim, 1)
+        if not reduce_first:
+            self.bottleneck_subj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
+            self.bottleneck_obj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
+        self.fc = nn.Linear(bottleneck_dim * pool_size**2, out_dim)
+        self.out_dim = out_dim + (2 * obj_dim if object_shortcut else 0)
 
     def depthwise(self, maps: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """Convolve each map (R, C, P, P) with its own depth-wise kernels (R, C * K * K)."""
@@ -200,6 +236,16 @@ class SpatialRelationInference(nn.Module):
             groups=r * c,
         )
         return out.reshape(r, c, p, p)
+
+    def pair_maps(self, maps, map_term, w_s, w_o, pairs, groups) -> torch.Tensor:
+        """(r, B, P, P) pair maps of ``pairs`` (r, 2) in subgraphs ``groups`` (r,)."""
+        if self.reduce_first:
+            g = map_term[groups]
+            # convolution is linear in the kernel: G * w_s + G * w_o = G * (w_s + w_o)
+            return torch.relu(self.depthwise(g, w_s[pairs[:, 0]] + w_o[pairs[:, 1]]) + g)
+        f = maps[groups]
+        h = self.bottleneck_subj(self.depthwise(f, w_s[pairs[:, 0]])) + map_term[groups]
+        return torch.relu(h + self.bottleneck_obj(self.depthwise(f, w_o[pairs[:, 1]])))
 
     def forward(
         self, x: torch.Tensor, maps: torch.Tensor, pairs: torch.Tensor, pair_to_subgraph
@@ -216,13 +262,47 @@ class SpatialRelationInference(nn.Module):
             return x.new_zeros((0, self.out_dim))
         map_term = self.bottleneck_map(maps)  # once per subgraph, not per pair
         w_s, w_o = self.subj_kernel(x), self.obj_kernel(x)
-        out = []
-        for start in range(0, len(pairs), self.chunk_size):
-            p = pairs[start : start + self.chunk_size]
-            g = pair_to_subgraph[start : start + self.chunk_size]
-            f = maps[g]
-            h = self.bottleneck_subj(self.depthwise(f, w_s[p[:, 0]])) + map_term[g]
-            h = torch.relu(h + self.bottleneck_obj(self.depthwise(f, w_o[p[:, 1]])))
-            rel = torch.relu(self.fc(h.flatten(1)))
-            out.append(torch.cat([rel, x[p[:, 0]], x[p[:, 1]]], dim=1))
-        return torch.cat(out)
+        if self.reduce_first and self.kernel_size == 1:
+            rel = self.factorised_readout(map_term, w_s, w_o, pairs, pair_to_subgraph)
+        else:
+            rel = torch.cat(
+                [
+                    self.fc(self.pair_maps(maps, map_term, w_s, w_o, p, g).flatten(1))
+                    for p, g in zip(
+                        pairs.split(self.chunk_size), pair_to_subgraph.split(self.chunk_size)
+                    )
+                ]
+            )
+        if self.extra_fc:
+            rel = torch.relu(rel)
+        if self.object_shortcut:
+            rel = torch.cat([rel, x[pairs[:, 0]], x[pairs[:, 1]]], dim=1)
+        return rel
+
+    def factorised_readout(self, g_maps, w_s, w_o, pairs, pair_to_subgraph) -> torch.Tensor:
+        """``fc(relu(G_k * (1 + w_s + w_o)))`` for 1 x 1 kernels, exactly, without pair maps.
+
+        Args:
+            g_maps: (S, B, P, P) bottlenecked subgraph maps G; w_s, w_o: (N, B) kernels.
+            pairs: (R, 2); pair_to_subgraph: (R,).
+
+        Returns:
+            (R, out_dim).
+        """
+        s, b = g_maps.shape[:2]
+        weight = self.fc.weight.reshape(self.fc.out_features, b, -1)  # (D, B, U)
+        flat = g_maps.flatten(2)  # (S, B, U)
+        # per subgraph: (S, 2B, D) read-out of its positive and negative parts
+        a = torch.cat([torch.relu(flat), torch.relu(-flat)], dim=1)
+        a = torch.einsum("sbu,dbu->sbd", a, torch.cat([weight, weight], dim=1))
+        k = 1.0 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]]  # (R, B) pair kernels
+        k = torch.cat([torch.relu(k), torch.relu(-k)], dim=1)  # (R, 2B)
+        out = k.new_empty((len(pairs), self.fc.out_features))
+        order = torch.argsort(pair_to_subgraph, stable=True)
+        counts = torch.bincount(pair_to_subgraph, minlength=s).tolist()
+        # one (r_k, 2B) x (2B, D) product per subgraph over its pairs
+        rows = [r for r in order.split(counts)]
+        for sub, r in enumerate(rows):
+            if len(r):
+                out[r] = k[r] @ a[sub]
+        return out + self.fc.bias
