@@ -1,18 +1,36 @@
 # sgg_d2: `make demo` runs the main job on the synthetic world, `make test` the tests.
 # Both set everything up first (`make setup`, a no-op when nothing changed).
-PY := .venv/bin/python
+#
+# Install tracks (README "Installation"): `make setup` installs the registry copy of
+# Detectron2 v0.6 with sgg_d2's stand-in for its compiled ops; `D2_SOURCE=<folder |
+# .tar.gz | git URL> make setup` builds Detectron2 from source with its compiled ops.
+# `make test-upstream D2_SOURCE=...` runs the test suite on that track in a second venv.
+VENV ?= .venv
+UPSTREAM_VENV ?= .venv-upstream
+D2_SOURCE ?=
+PY := $(VENV)/bin/python
 SGG_DATASETS ?= datasets
 export SGG_DATASETS
 
-.PHONY: setup test lint format demo synthetic clean-venv
+.PHONY: setup test lint format demo synthetic setup-upstream test-upstream cuda-check-dry \
+	clean-venv
 
 setup:
-	@bash tools/setup_env.sh
+	@VENV='$(VENV)' D2_SOURCE='$(D2_SOURCE)' bash tools/setup_env.sh
 
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q tests
+
+# The same suite against Detectron2 built from D2_SOURCE, in $(UPSTREAM_VENV).
+setup-upstream:
+	@test -n '$(D2_SOURCE)' || { echo "make: set D2_SOURCE=<folder | .tar.gz | git URL> \
+	of Detectron2's source, e.g. D2_SOURCE=path/to/detectron2-main.tar.gz" >&2; exit 2; }
+	@VENV='$(UPSTREAM_VENV)' D2_SOURCE='$(D2_SOURCE)' bash tools/setup_env.sh
+
+test-upstream: setup-upstream
+	$(UPSTREAM_VENV)/bin/python -m pytest -q tests
 
 lint: setup
 	$(PY) -m ruff check .
@@ -28,5 +46,9 @@ synthetic: setup
 demo: synthetic
 	bash tools/demo.sh
 
+# Checks locally that the wheel set for the GPU machine (tools/cuda_check.sh) is complete.
+cuda-check-dry:
+	bash tools/cuda_check.sh --dry-run
+
 clean-venv:
-	rm -rf .venv
+	rm -rf $(VENV) $(UPSTREAM_VENV)

@@ -4,7 +4,10 @@ The registry copy of Detectron2 (``pb1-detectron2==0.6``, see ``tools/install_de
 ships without the C++/CUDA sources, so ``detectron2/_C*.so`` does not exist and
 ``import detectron2.layers`` fails. Only a few features need those ops: rotated boxes
 (IoU, NMS, RoIAlign), deformable convolutions and the fast C++ COCOeval. Everything this
-project uses runs on torchvision ops instead.
+project uses runs on torchvision ops instead. Detectron2 reaches those ops two ways:
+attributes of ``detectron2._C`` (v0.6: all; upstream main: deformable convolutions and
+COCOeval) and ``torch.ops.detectron2.<op>`` (v0.6: ``nms_rotated``; upstream main also
+``box_iou_rotated`` and ``roi_align_rotated_forward/backward``); the stand-in covers both.
 
 :func:`install_stand_in` puts a module in ``sys.modules["detectron2._C"]`` *only* when
 the real extension cannot be found, so a user who built Detectron2 from source keeps
@@ -22,11 +25,13 @@ MODULE_NAME = "detectron2._C"
 _HOW_TO_FIX = (
     "Detectron2 was installed without its compiled extension (detectron2._C), so the op "
     "'{op}' is unavailable. Build Detectron2 from source to get it (Detectron2's "
-    "INSTALL guide, 'Build Detectron2 from Source'), then reinstall sgg_d2 in that "
-    "environment (README: 'GPU users'). COCO evaluation works without it when "
+    "INSTALL guide, 'Build Detectron2 from Source'), or run `D2_SOURCE=<folder | .tar.gz | git "
+    "URL> make setup` (README: 'Installation'). COCO evaluation works without it when "
     "COCOEvaluator is built with use_fast_impl=False (sgg_d2's trainer does so)."
 )
-# Ops that the real extension exports and that Detectron2's Python code calls.
+# Ops that the real extension exports and that Detectron2's Python code calls through
+# ``detectron2._C`` (v0.6: all of them; upstream main: deformable convolutions and the
+# fast COCOeval only).
 _KNOWN_OPS = (
     "box_iou_rotated",
     "nms_rotated",
@@ -42,6 +47,22 @@ _KNOWN_OPS = (
     "InstanceAnnotation",
     "ImageEvaluation",
 )
+# Ops that Detectron2 calls as ``torch.ops.detectron2.<name>`` (registered by the real
+# extension's TORCH_LIBRARY block): v0.6 calls nms_rotated so; upstream main also the
+# rotated IoU and rotated RoIAlign. Schemas as in detectron2/layers/csrc/vision.cpp.
+_TORCH_OPS = {
+    "nms_rotated": "nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor",
+    "box_iou_rotated": "box_iou_rotated(Tensor boxes1, Tensor boxes2) -> Tensor",
+    "roi_align_rotated_forward": (
+        "roi_align_rotated_forward(Tensor input, Tensor rois, float spatial_scale, "
+        "int pooled_height, int pooled_width, int sampling_ratio) -> Tensor"
+    ),
+    "roi_align_rotated_backward": (
+        "roi_align_rotated_backward(Tensor grad, Tensor rois, float spatial_scale, "
+        "int pooled_height, int pooled_width, int batch_size, int channels, int height, "
+        "int width, int sampling_ratio) -> Tensor"
+    ),
+}
 
 
 class MissingDetectron2OpError(RuntimeError):
@@ -92,18 +113,28 @@ def has_compiled_ops() -> bool:
     return importlib.util.find_spec(MODULE_NAME) is not None
 
 
-def _register_torch_ops() -> None:
-    """``torch.ops.detectron2.nms_rotated`` is called directly (not through ``_C``)."""
+def _torch_op_exists(name: str) -> bool:
     import torch
 
-    lib = torch.library.Library("detectron2", "DEF")
-    lib.define("nms_rotated(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor")
+    try:
+        getattr(torch.ops.detectron2, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
 
-    def nms_rotated(boxes, scores, iou_threshold):
-        raise MissingDetectron2OpError("nms_rotated")
 
-    lib.impl("nms_rotated", nms_rotated, "CompositeExplicitAutograd")
-    _StandInModule._torch_library = lib  # keep the registration alive
+def _register_torch_ops() -> None:
+    """Define ``torch.ops.detectron2.<op>`` for every op of :data:`_TORCH_OPS` that no
+    loaded library defines, each raising :class:`MissingDetectron2OpError` when called."""
+    import torch
+
+    lib = torch.library.Library("detectron2", "FRAGMENT")
+    for name, schema in _TORCH_OPS.items():
+        if _torch_op_exists(name):
+            continue  # a loaded library defines it (never replace it)
+        lib.define(schema)
+        lib.impl(name, _missing_op(name), "CompositeExplicitAutograd")
+    _StandInModule._torch_library = lib  # keep the registrations alive
 
 
 def install_stand_in() -> bool:
