@@ -1,5 +1,6 @@
 """MODEL.SGG.DETECTOR_WEIGHTS: a detector checkpoint that does not fit the relation model,
-or a file that is no checkpoint, is an error naming the key and the file; URLs load."""
+or a file that is no checkpoint, is an error naming the key and the file; URLs load.
+An unknown MODEL.SGG.CONTEXT lists the registered names."""
 
 import os
 from pathlib import Path
@@ -18,7 +19,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KEY = "MODEL.SGG.DETECTOR_WEIGHTS"
 
 
-def tiny_model(num_classes=5):
+def tiny_model(num_classes=5, context="MotifsContext"):
     cfg = get_cfg()
     add_sgg_config(cfg)
     cfg.merge_from_file(str(CONFIGS / "synthetic" / "Base-Synthetic.yaml"))
@@ -26,9 +27,10 @@ def tiny_model(num_classes=5):
     cfg.MODEL.ROI_HEADS.NAME = "SceneGraphROIHeads"
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
     cfg.MODEL.SGG.NUM_PREDICATES = 4
-    cfg.MODEL.SGG.CONTEXT = "MotifsContext"
+    cfg.MODEL.SGG.CONTEXT = context
     cfg.MODEL.SGG.MODE = "sgcls"
     cfg.MODEL.SGG.USE_FREQUENCY_BIAS = False
+    cfg.DATASETS.TRAIN = ("tests_detector_weights_unregistered",)  # no dataset statistics
     cfg.MODEL.SGG.UNION_DIM = 32
     cfg.MODEL.SGG.EMBED_DIM = 8
     cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 16
@@ -126,3 +128,11 @@ def test_bare_tensor_file_names_file_and_key(models, tmp_path):
     torch.save(torch.zeros(3), path)
     with pytest.raises(DetectorWeightsError, match=f"{KEY}: .*tensor.pth holds a Tensor, not a"):
         load_detector_weights(models[1], str(path))
+
+
+def test_unknown_context_lists_registered_names():
+    with pytest.raises(KeyError) as err:
+        tiny_model(context="MotifContext")
+    message = str(err.value)
+    assert "MODEL.SGG.CONTEXT = 'MotifContext' is not a registered context model" in message
+    assert "IMPContext" in message and "MotifsContext" in message and "VCTreeContext" in message

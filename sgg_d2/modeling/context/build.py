@@ -117,5 +117,17 @@ class ContextOutputs:
 
 
 def build_context_model(cfg, obj_dim: int, union_dim: int) -> torch.nn.Module:
-    """Build the context model named by ``cfg.MODEL.SGG.CONTEXT``."""
-    return CONTEXT_REGISTRY.get(cfg.MODEL.SGG.CONTEXT)(cfg, obj_dim, union_dim)
+    """Build the context model named by ``cfg.MODEL.SGG.CONTEXT``.
+
+    Raises:
+        KeyError: the name is not registered; the message lists the registered names.
+    """
+    name = cfg.MODEL.SGG.CONTEXT
+    if name not in CONTEXT_REGISTRY:
+        registered = ", ".join(sorted(n for n, _ in CONTEXT_REGISTRY))
+        raise KeyError(
+            f"MODEL.SGG.CONTEXT = {name!r} is not a registered context model; registered: "
+            f"{registered} (a custom model must be registered with "
+            "@CONTEXT_REGISTRY.register() before the model is built)"
+        )
+    return CONTEXT_REGISTRY.get(name)(cfg, obj_dim, union_dim)
