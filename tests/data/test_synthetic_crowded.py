@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ SMALL = WorldConfig(
     seed=3, num_train=40, num_val=6, num_test=20, num_mask_train=2, num_mask_val=2, image_size=224
 )
 P = {name: i for i, name in enumerate(CROWDED_PREDICATES)}
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def quiet(_msg):
@@ -306,3 +308,24 @@ def test_read_tags_names_the_bad_file(tmp_path):
     with pytest.raises(ValueError, match=r"tags\.json.*'image_tags'"):
         read_tags(str(tmp_path))
     assert read_tags(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.parametrize("model", ["frequency", "motifs", "reldn_nocontrastive", "fnet"])
+def test_world_yaml_turns_a_synthetic_leaf_into_a_crowded_run(model):
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config, validate_sgg_config
+
+    cfg = get_cfg()
+    add_sgg_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "synthetic" / f"{model}_R18_FPN_sgcls.yaml"))
+    context = cfg.MODEL.SGG.CONTEXT
+    cfg.merge_from_file(str(CONFIGS / "synthetic_crowded" / "world.yaml"))
+    validate_sgg_config(cfg)
+    assert cfg.MODEL.SGG.CONTEXT == context and cfg.MODEL.SGG.MODE == "sgcls"
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == len(CROWDED_WORLD.thing_classes)
+    assert cfg.MODEL.SGG.NUM_PREDICATES == len(CROWDED_WORLD.predicates)
+    assert cfg.DATASETS.TRAIN == ("synthetic_crowded_train",)
+    assert min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE) >= 20
+    assert cfg.MODEL.SGG.DETECTOR_WEIGHTS.startswith("output/synthetic_crowded/detector/")
+    assert cfg.INPUT.MIN_SIZE_TEST == PRESET_CONFIGS["crowded"].image_size
