@@ -17,6 +17,7 @@ from detectron2.engine import default_argument_parser, launch
 
 # isort: on
 from sgg_d2.engine import main
+from sgg_d2.engine.distributed import check_launch
 
 
 def cli():
@@ -32,6 +33,7 @@ def cli():
         args.resume = True
         args.opts = [*args.opts, "SOLVER.RESUME_FROM_LAST_GOOD", "True"]
     print("Command Line Args:", args)
+    check_launch(args.num_gpus, args.num_machines)  # a clear message, not an assert
     launch(
         main,
         args.num_gpus,

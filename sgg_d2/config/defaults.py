@@ -252,3 +252,9 @@ def validate_sgg_config(cfg: CN) -> None:
     mode = cfg.MODEL.SGG.MODE
     if mode not in SGG_MODES:
         raise ValueError(f"MODEL.SGG.MODE is {mode!r}; valid values are {', '.join(SGG_MODES)}")
+    if cfg.TEST.AUG.ENABLED:
+        raise ValueError(
+            "TEST.AUG.ENABLED is True, but sgg_d2 has no test-time augmentation (neither for "
+            "scene-graph models nor for its detector configs): merging relation predictions "
+            "across flips and scales is not defined. Set TEST.AUG.ENABLED False."
+        )

@@ -2,7 +2,7 @@
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import default_setup, hooks
+from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -51,8 +51,5 @@ def main(args, trainer_cls=SceneGraphTrainer):
 
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=args.resume)
-    if cfg.TEST.AUG.ENABLED:
-        trainer.register_hooks(
-            [hooks.EvalHook(0, lambda: trainer.test_with_TTA(cfg, trainer.model))]
-        )
+    # (no TTA hook: TEST.AUG.ENABLED is refused by validate_sgg_config)
     return trainer.train()

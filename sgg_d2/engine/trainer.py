@@ -3,17 +3,20 @@
 
 import logging
 import os
+import weakref
 
 import numpy as np
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
     DatasetMapper,
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
 )
-from detectron2.engine import DefaultTrainer, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..data import SceneGraphDatasetMapper
 from ..data.joint_loader import (
@@ -34,6 +37,7 @@ from .checkpoint import (
     restore_rng_state,
     select_resume_checkpoint,
 )
+from .distributed import create_ddp_model
 
 __all__ = ["SceneGraphTrainer", "is_scene_graph_model", "load_detector_weights"]
 
@@ -111,6 +115,30 @@ class SceneGraphTrainer(DefaultTrainer):
     Gradient clipping (``SOLVER.CLIP_GRADIENTS``) and mixed precision (``SOLVER.AMP``)
     are Detectron2's own and honoured as configured.
     """
+
+    def __init__(self, cfg):
+        """Detectron2's ``DefaultTrainer.__init__`` step by step (same public pieces), but
+        the model is wrapped by :func:`~sgg_d2.engine.distributed.create_ddp_model`: DDP
+        also on CPU processes (gloo) and with ``find_unused_parameters`` where a frozen
+        detector or an idle head leaves trainable parameters without gradients."""
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = create_ddp_model(model, cfg)
+        trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
 
     @classmethod
     def build_model(cls, cfg):
