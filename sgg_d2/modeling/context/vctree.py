@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
+from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from ..relation.geometry import PAIR_GEOMETRY_DIM, pair_geometry
@@ -221,6 +222,18 @@ def recall_reward(
         hits = ((y[top] > 0) & (p[top] + 1 == y[top])).sum()
         out.append(hits.float() / max(positives, 1))
     return torch.stack(out) if out else rel_logits.new_zeros(0)
+
+
+def _log_rewards(sampled: torch.Tensor, greedy: torch.Tensor) -> None:
+    """Training scalars of the REINFORCE term (when an ``EventStorage`` is open)."""
+    try:
+        storage = get_event_storage()
+    except AssertionError:  # no storage outside a Detectron2 training loop
+        return
+    if len(sampled):
+        storage.put_scalar("vctree/reward_sampled", float(sampled.mean()))
+        storage.put_scalar("vctree/reward_greedy", float(greedy.mean()))
+        storage.put_scalar("vctree/advantage_nonzero", float((sampled != greedy).float().mean()))
 
 
 @CONTEXT_REGISTRY.register()
@@ -399,6 +412,7 @@ class VCTreeContext(ContextModel):
                 rewards.append(all_images[nonempty])
         advantage = rewards[0] - rewards[1]
         outputs.extras["advantage"] = advantage
+        _log_rewards(rewards[0], rewards[1])
         if len(log_prob) == 0:
             return log_prob.sum() * 0.0
         return -(advantage * log_prob).mean()
