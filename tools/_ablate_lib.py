@@ -249,3 +249,26 @@ def format_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def dump_config(cfg, path: str) -> str:
+    """Write ``cfg.dump()`` (a config train_net.py reads) to ``path``; returns ``path``."""
+    with open(path, "w") as f:
+        f.write(cfg.dump())
+    return path
+
+
+def read_json(path: str) -> dict:
+    """The JSON object in ``path``; {} when the file does not exist."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: str, data) -> None:
+    """Write JSON atomically (a temporary file, then a rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)

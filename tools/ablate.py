@@ -23,7 +23,6 @@ seeds is > 0 and > 2 x its standard error (std of the differences / sqrt(n)).
 """
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -155,17 +154,17 @@ class Study:
         record = {"weights": weights, "config": self.detector_config}
         if os.path.isfile(weights):
             print(f"Detector found: {weights}", flush=True)
-            return {**record, **_read_json(os.path.join(folder, "timing.json"))}
+            return {**record, **lib.read_json(os.path.join(folder, "timing.json"))}
         os.makedirs(folder, exist_ok=True)
         cfg = lib.build_config(
             [self.detector_config], ["OUTPUT_DIR", folder], self.args.detector_iters
         )
-        config_path = _dump(cfg, os.path.join(folder, "config.yaml"))
+        config_path = lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
         cmd = [sys.executable, "train_net.py", "--config-file", config_path]
         seconds = self.execute(cmd, os.path.join(folder, "train.log"), single_thread=False)
         record.update(command=shlex.join(cmd), seconds=seconds)
         if not self.args.dry_run:
-            _write_json(
+            lib.write_json(
                 os.path.join(folder, "timing.json"),
                 {"command": record["command"], "seconds": seconds},
             )
@@ -186,7 +185,7 @@ class Study:
         except (AssertionError, KeyError, ValueError) as err:  # yacs asserts on a bad key
             message = err.args[0] if err.args else repr(err)
             raise ValueError(f"model {name!r}, configs {files}: {message}") from err
-        return folder, _dump(cfg, os.path.join(folder, "config.yaml"))
+        return folder, lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
 
     def run(self, name, seed):
         """Train one model with one seed (unless done) and evaluate it in every mode."""
@@ -194,7 +193,7 @@ class Study:
         folder, config_path = self.write_config(name, seed)
         single = self.args.jobs > 1
         timing_path = os.path.join(folder, "timing.json")
-        timing = _read_json(timing_path)
+        timing = lib.read_json(timing_path)
         weights = os.path.join(folder, "model_final.pth")
         record = {
             "model": name,
@@ -240,7 +239,7 @@ class Study:
                 entry["metrics"] = lib.read_metrics(metrics_path)
             record["evals"][mode] = entry
         if not self.args.dry_run:
-            _write_json(timing_path, timing)
+            lib.write_json(timing_path, timing)
         return record
 
     def progress(self, record, done, total, durations):
@@ -264,26 +263,6 @@ class Study:
             f"{lib.format_duration(seconds)}{headline}{eta}",
             flush=True,
         )
-
-
-def _dump(cfg, path):
-    with open(path, "w") as f:
-        f.write(cfg.dump())
-    return path
-
-
-def _read_json(path):
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -335,8 +314,11 @@ def main(argv=None):
     compared = args.metrics or lib.HEADLINE_METRICS + subset
     summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
-    wall = time.time() - study.started
-    _write_json(
+    wall = time.time() - study.started  # this invocation only (a resumed study: less)
+    steps = [detector.get("seconds")] + [r["train"]["seconds"] for r in runs]
+    steps += [e["seconds"] for r in runs for e in r["evals"].values()]
+    job_seconds = sum(s for s in steps if s)  # every recorded step, resumed ones included
+    lib.write_json(
         os.path.join(study.out, "ablation.json"),
         {
             "world": args.world,
@@ -349,6 +331,7 @@ def main(argv=None):
             "summary": summary,
             "comparisons": comparisons,
             "wall_seconds": wall,
+            "job_seconds": job_seconds,
         },
     )
     print(f"\nMean ± std over seeds ({args.world}, test split):")
@@ -360,7 +343,8 @@ def main(argv=None):
         print("\nPaired differences (same seed); holds: mean > 0 and mean > 2 SE:")
         print(lib.comparison_table(comparisons))
     print(
-        f"\nWall time {lib.format_duration(wall)}; results in "
+        f"\nWall time {lib.format_duration(wall)} (all steps, summed: "
+        f"{lib.format_duration(job_seconds)}); results in "
         f"{os.path.join(study.out, 'ablation.json')}"
     )
     return 1 if failures else 0
