@@ -4,7 +4,7 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 
-from sgg_d2.engine.trainer import SceneGraphTrainer, load_detector_weights
+from sgg_d2.engine.trainer import SceneGraphTrainer
 from sgg_d2.modeling.relation.union_features import copy_detector_backbone
 
 
@@ -35,10 +35,12 @@ def test_initialised_from_the_detector_then_trained_while_the_detector_stays(
     make_cfg, make_input, tmp_path
 ):
     path, detector_state = _detector_checkpoint(make_cfg, tmp_path)
-    cfg, model = _relation_model(make_cfg)
+    cfg, _ = _relation_model(make_cfg)
+    cfg.MODEL.SGG.DETECTOR_WEIGHTS = str(path)
+    torch.manual_seed(1)
+    model = SceneGraphTrainer.build_model(cfg)  # the stage handoff of train_net.py
     rel_backbone = model.roi_heads.union_features.backbone
     assert rel_backbone is not None and rel_backbone is not model.backbone
-    load_detector_weights(model, str(path))  # what SceneGraphTrainer.build_model does
     rel_state = rel_backbone.state_dict()
     for name, value in model.backbone.state_dict().items():
         assert torch.equal(value, detector_state[f"backbone.{name}"])
