@@ -23,8 +23,9 @@ post-processing, as for every model). :meth:`RelDNContext.module_logits` splits 
 logits back into the modules' terms.
 
 Objects: RelDN does not refine object classes; the detector's class logits are passed
-through (in SGCls/SGDet labels are the detector's arg-max, in PredCls the GT labels), and the
-object representation is the RoI feature.
+through unchanged (SGCls: labels are their arg-max; PredCls: the GT labels; SGDet: each
+detection keeps the detector's own class and score, so the triplet score is
+p_det(s) x p_pred x p_det(o)), and the object representation is the RoI feature.
 
 Relation backbone: the paper pools the predicate (union-box) features from a second CNN
 ("conv body rel"), initialised from the detector and fine-tuned, while subject/object
