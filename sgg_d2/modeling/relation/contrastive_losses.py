@@ -283,7 +283,7 @@ def _put_scalars(stats: Dict[str, float]) -> None:
     """Log ``contrastive/<name>`` scalars in the trainer's event storage, if there is one."""
     try:
         storage = get_event_storage()
-    except AssertionError:  # called outside a Detectron2 training loop
+    except (AssertionError, IndexError):  # outside a Detectron2 training loop
         return
     for name, value in stats.items():
         storage.put_scalar(f"contrastive/{name}", value)
