@@ -16,6 +16,8 @@ import textwrap
 from pathlib import Path
 
 import detectron2
+import pytest
+import torch
 
 from sgg_d2.utils import d2_compat
 
@@ -191,3 +193,35 @@ def test_stand_in_never_shadows_a_loaded_torch_op(monkeypatch):
     monkeypatch.setattr(d2_compat._StandInModule, "_torch_library", None, raising=False)
     d2_compat._register_torch_ops()
     assert defined == []
+
+
+@pytest.mark.skipif(
+    not d2_compat.has_compiled_ops(), reason="needs Detectron2 built with its compiled ops"
+)
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.cuda,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+            ],
+        ),
+    ],
+)
+def test_compiled_rotated_ops_compute(device):
+    """The real kernels (reached through torch.ops.detectron2 on upstream main)."""
+    from detectron2.layers import nms_rotated
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+
+    boxes = torch.tensor([[10.0, 10, 8, 4, 0], [10, 10, 8, 4, 90], [40, 40, 4, 4, 0]])
+    boxes = boxes.to(device)
+    iou = pairwise_iou_rotated(boxes, boxes)
+    assert iou.device.type == device
+    # the same box turned by 90 degrees: intersection 4x4 = 16, union 32 + 32 - 16 = 48
+    torch.testing.assert_close(iou[0, 1].cpu(), torch.tensor(16 / 48), atol=1e-4, rtol=0)
+    assert iou[0, 2].item() == 0 and torch.allclose(iou.diag().cpu(), torch.ones(3))
+    keep = nms_rotated(boxes, torch.tensor([0.9, 0.8, 0.7], device=device), 0.2)
+    assert keep.cpu().tolist() == [0, 2]
