@@ -186,7 +186,8 @@ def add_sgg_config(cfg: CN) -> CN:
     cfg.TEST.SGG.IOU_THRESHOLD = 0.5
     # Triplet NMS (Factorizable Net): a triplet is dropped when a higher-scored one has the
     # same subject class, object class and predicate and both subject and object boxes
-    # overlap it with IoU > this threshold. 0 = off (F-Net SGDet configs: 0.4).
+    # overlap it with IoU > this threshold. Applied in SGDet only (the authors' code skips
+    # it with GT boxes). 0 = off (F-Net configs: 0.4, the authors' value).
     cfg.TEST.SGG.TRIPLET_NMS_THRESH = 0.0
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     cfg.TEST.SGG.SGDET_OVERLAP_ONLY = False

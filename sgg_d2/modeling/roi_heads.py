@@ -130,7 +130,8 @@ class SceneGraphROIHeads(StandardROIHeads):
             match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
             obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
             rel_loss_weight=sgg.REL_LOSS_WEIGHT,
-            triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH,
+            # SGDet only: the authors' code skips triplet NMS with GT boxes
+            triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH if sgg.MODE == "sgdet" else 0.0,
             extra_losses=build_relation_losses(cfg),
         )
         if sgg.GROUNDING.ENABLED:

@@ -366,7 +366,7 @@ def test_fnet_configs_carry_the_paper_recipe(root):
         assert f.NUM_MPS == 2 and f.SPATIAL_NORM == "softmax" and f.SRI_REDUCE_FIRST
         assert not f.SRI_EXTRA_FC and not f.SRI_OBJECT_SHORTCUT
         assert cfg.MODEL.SGG.USE_FREQUENCY_BIAS is False
-        assert cfg.TEST.SGG.TRIPLET_NMS_THRESH == (0.4 if mode == "sgdet" else 0.0)
+        assert cfg.TEST.SGG.TRIPLET_NMS_THRESH == 0.4  # used in SGDet only
         if root == "vg150":
             assert (f.SUBGRAPH_DIM, f.BOTTLENECK_DIM, f.SUBGRAPH_POOL_SIZE) == (512, 256, 5)
 

@@ -72,3 +72,13 @@ def test_postprocess_applies_triplet_nms_only_when_asked():
     assert len(off[0]["relations"]) == 3 and len(off[1]["relations"]) == 1
     assert on[0]["relations"].pair_indices.tolist() == [[0, 2], [2, 0]]
     assert len(on[1]["relations"]) == 1
+
+
+@pytest.mark.parametrize("mode", ["predcls", "sgcls", "sgdet"])
+def test_roi_heads_apply_triplet_nms_in_sgdet_only(make_cfg, mode):
+    from detectron2.modeling import build_model
+
+    cfg = make_cfg("IMPContext", mode)
+    cfg.TEST.SGG.TRIPLET_NMS_THRESH = 0.4
+    heads = build_model(cfg).roi_heads
+    assert heads.triplet_nms_thresh == (0.4 if mode == "sgdet" else 0.0)
