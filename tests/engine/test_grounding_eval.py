@@ -66,7 +66,7 @@ def grounded_cfg(world, tmp_path, *opts):
 
 def test_relation_training_mixes_auxiliary_images(world, tmp_path):
     cfg = grounded_cfg(world, tmp_path)
-    loader = SceneGraphTrainer.build_train_loader(cfg)
+    loader = SceneGraphTrainer.build_train_loader(cfg).loader  # inside the resumable wrapper
     assert isinstance(loader, JointLoader)
     batch = next(iter(loader))  # IMS_PER_BATCH 5, AUX_FRACTION 0.2: 4 + 1
     assert [x["source"] for x in batch] == ["target"] * 4 + ["aux"]
@@ -74,7 +74,7 @@ def test_relation_training_mixes_auxiliary_images(world, tmp_path):
     assert all("relations" in x for x in batch[:4]) and "relations" not in batch[4]
     assert batch[4]["instances"].has("gt_masks")
     plain = grounded_cfg(world, tmp_path, "MODEL.SGG.GROUNDING.REFINE", "False")
-    assert not isinstance(SceneGraphTrainer.build_train_loader(plain), JointLoader)
+    assert not isinstance(SceneGraphTrainer.build_train_loader(plain).loader, JointLoader)
 
 
 def test_joint_detector_training_mixes_both_datasets(world, tmp_path):
