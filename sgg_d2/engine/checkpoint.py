@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 __all__ = [
@@ -114,8 +115,9 @@ class ResumableTrainLoader:
     continue after a given number of them, deterministically.
 
     - The loader's iterator is created, and its first batch fetched, with the torch
-      generator seeded by ``seed`` (in isolation from the training's random states), so
-      the base seed PyTorch draws for its data-loader workers is the same in every run.
+      generator seeded by ``seed`` + process rank (in isolation from the training's random
+      states), so the base seed PyTorch draws for its data-loader workers is the same in
+      every run.
     - ``skip(n)`` makes the next iteration replay and discard ``n`` batches (same worker
       seeds, same sampler order, same aspect-ratio grouping), without touching the global
       random states, before handing out batch ``n``. Replaying reads the images again
@@ -140,7 +142,8 @@ class ResumableTrainLoader:
         skip, self._skip = self._skip, 0
         iterator = iter(self.loader)
         with isolated_rng():
-            torch.manual_seed(self.seed)  # the workers' base seed, identical in every run
+            # the workers' base seed: identical in every run, distinct per process
+            torch.manual_seed(self.seed + comm.get_rank())
             batch = next(iterator)
             for _ in range(skip - 1):
                 next(iterator)
