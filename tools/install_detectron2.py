@@ -143,6 +143,27 @@ def is_git_url(source: str) -> bool:
     )
 
 
+def source_kind(source: str) -> str:
+    """``folder``, ``archive`` or ``git`` for a valid ``D2_SOURCE``; otherwise exit naming it."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "setup.py").is_file():
+            raise SystemExit(f"install_detectron2: D2_SOURCE folder {source} has no setup.py")
+        return "folder"
+    if path.is_file():
+        if not re.search(r"\.(tar\.gz|tgz|tar|zip)$", path.name):
+            raise SystemExit(
+                f"install_detectron2: D2_SOURCE file {source} is not a .tar.gz/.tgz/.tar/.zip"
+            )
+        return "archive"
+    if is_git_url(source):
+        return "git"
+    raise SystemExit(
+        f"install_detectron2: D2_SOURCE={source!r} is neither a folder, an archive "
+        "(.tar.gz/.zip) nor a git URL (git+https://...)"
+    )
+
+
 def build_env() -> dict:
     """Environment for Detectron2's setup.py: CUDA ops only where nvcc and a GPU exist."""
     import torch
@@ -178,32 +199,24 @@ def install_from_source(source: str, force: bool) -> None:
     ):
         say(f"keeping the Detectron2 already built from {source}")
         return
+    kind = source_kind(source)  # validate before anything is uninstalled
     if importlib.util.find_spec("torch") is None:
         raise SystemExit("install_detectron2: install torch first (Detectron2 builds against it)")
     env = build_env()
-    # The registry copy installs as another distribution name over the same files.
-    subprocess.run(pip() + ["uninstall", "-y", "-q", "pb1-detectron2", "detectron2"], check=False)
-    install = pip() + ["install", "--no-build-isolation", "--no-deps"]
-    path = Path(source)
-    if path.is_dir():
-        if not (path / "setup.py").is_file():
-            raise SystemExit(f"install_detectron2: D2_SOURCE folder {source} has no setup.py")
-        run(install + [str(path)], env=env)
-    elif path.is_file():
-        if not re.search(r"\.(tar\.gz|tgz|tar|zip)$", path.name):
-            raise SystemExit(
-                f"install_detectron2: D2_SOURCE file {source} is not a .tar.gz/.tgz/.tar/.zip"
-            )
-        with tempfile.TemporaryDirectory(prefix="d2-src-") as tmp:
-            run(install + [str(extract(path, Path(tmp)))], env=env)
-    elif is_git_url(source):
-        url = source if source.startswith("git+") else f"git+{source}"
-        run(install + [url], env=env)
-    else:
-        raise SystemExit(
-            f"install_detectron2: D2_SOURCE={source!r} is neither a folder, an archive "
-            "(.tar.gz/.zip) nor a git URL (git+https://...)"
-        )
+    with tempfile.TemporaryDirectory(prefix="d2-build-") as tmp:
+        if kind == "folder":
+            target = str(Path(source))
+        elif kind == "archive":
+            target = str(extract(Path(source), Path(tmp) / "src"))
+        else:
+            target = source if source.startswith("git+") else f"git+{source}"
+        wheels = Path(tmp) / "wheel"
+        # Build first: a failed build leaves the installed Detectron2 untouched.
+        run(pip() + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), target], env)
+        (wheel,) = sorted(wheels.glob("detectron2-*.whl"))
+        # The registry copy is another distribution name over the same files: remove it.
+        subprocess.run(pip() + ["uninstall", "-y", "-q", "pb1-detectron2", "detectron2"])
+        run(pip() + ["install", "--no-deps", "--force-reinstall", str(wheel)])
     if not compiled_ops_importable():
         raise SystemExit(f"install_detectron2: built from {source}, but detectron2._C is missing")
     SOURCE_RECORD.write_text(key + "\n")
