@@ -9,7 +9,7 @@ everything the ``SceneGraphROIHeads`` adds on N given boxes (object features, un
 features, context, predictor, post-processing), i.e. SGDet's extra cost at N detections.
 
     python tools/benchmark_relation.py [--sizes 20 40 80] [--image-size 592] [--device cpu]
-        [--widths synthetic|paper] [--json FILE]
+        [--widths synthetic|paper] [--json FILE] [--contexts A B+variant ...] [--train]
 
 ``--widths synthetic`` (default): the synthetic configs' widths (F-Net's subgraph maps and
 bottleneck as in ``configs/synthetic/fnet_*``). ``--widths paper``: every model at its
@@ -17,6 +17,13 @@ paper's (VG150 config) widths on the same synthetic backbone: 4096-d union featu
 512-d context, 200-d embeddings, 1024-d box head, F-Net's 512-channel subgraph maps and
 256-channel bottleneck. ``--json FILE`` writes the table as a list of rows
 ``{"context", "N", "det_s", "rel_s", "det_mb", "rel_mb"}``.
+
+A model may carry variants, ``<Context>+<variant>[+...]`` (:data:`VARIANTS`): e.g.
+``RelDNContext+relbackbone`` adds RelDN's trained relation backbone
+(``MODEL.SGG.RELATION_BACKBONE``), ``+contrastive`` the graphical contrastive losses.
+``--train`` times one relation-stage training step instead (forward + backward on N GT
+boxes with N/2 relations, frozen detector; rows ``{"context", "N", "train_s",
+"train_mb"}``), where a trained relation backbone costs most.
 
 Needs the synthetic world (``make synthetic``): the frequency bias is built from its
 training split.
