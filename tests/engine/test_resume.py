@@ -120,6 +120,23 @@ def test_killed_run_resumes_bit_identical(runs):
     assert_same_weights(weights(whole / "model_final.pth"), weights(killed / "model_final.pth"))
 
 
+def test_checkpoint_holds_the_run_state_once(runs):
+    whole = runs[0]
+    trainer = torch.load(whole / "model_0000007.pth", map_location="cpu", weights_only=True)[
+        "trainer"
+    ]
+    assert trainer["iteration"] == 7
+    state = trainer["sgg_resume"]
+    assert state["batches_consumed"] == 8 and state["data_seed"] == 7
+    assert set(state["rng"]) >= {"torch", "numpy", "python"}
+    # the optimizer is saved exactly once: by Detectron2 (> 0.6) or by the trainer (0.6)
+    saved = [trainer.get("_trainer", {}).get("optimizer"), trainer.get("sgg_optimizer")]
+    saved = [s for s in saved if s is not None]
+    assert len(saved) == 1
+    momentum = [v["momentum_buffer"] for v in saved[0]["state"].values()]
+    assert momentum and any(bool(m.abs().sum() > 0) for m in momentum)
+
+
 def test_damaged_last_checkpoint_falls_back_to_last_good(runs, world, tmp_path):
     whole, killed, _, _ = runs
     run = tmp_path / "run"
