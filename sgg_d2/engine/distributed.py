@@ -15,6 +15,7 @@ Data sharding and evaluation need nothing of ours: Detectron2's ``TrainingSample
 matches with ``detectron2.utils.comm.gather`` (``sgg_d2/evaluation/base.py``).
 """
 
+import importlib
 import inspect
 
 import torch
@@ -56,8 +57,8 @@ def launch_runs_on_cpu() -> bool:
     (the registry copy) always uses NCCL. Both report version 0.6, so the launch module's
     source is what tells them apart.
     """
-    from detectron2.engine import launch as launch_module
-
+    # the module (``detectron2.engine.launch`` as an attribute is the function)
+    launch_module = importlib.import_module("detectron2.engine.launch")
     return "gloo" in inspect.getsource(launch_module).lower()
 
 

@@ -5,6 +5,7 @@ after v0.6, ``make test-upstream``) or two GPUs; the registry track's v0.6 inste
 early with a message saying what is needed (tested here too).
 """
 
+import importlib.util
 import json
 import os
 import socket
@@ -57,6 +58,15 @@ def test_check_launch_refuses_more_processes_than_gpus(monkeypatch):
     check_launch(2)
     with pytest.raises(SystemExit, match="sees only 2 CUDA GPU"):
         check_launch(4)
+
+
+def test_launch_capability_matches_the_installed_detectron2():
+    """v0.6 (registry track) launches with NCCL only; upstream main falls back to gloo."""
+    tool = REPO / "tools" / "install_detectron2.py"
+    spec = importlib.util.spec_from_file_location("install_detectron2", tool)
+    install_detectron2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install_detectron2)
+    assert launch_runs_on_cpu() == (install_detectron2.track_of_installed() == "upstream")
 
 
 @pytest.fixture(scope="module")
