@@ -11,6 +11,13 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
 
 1. the world's detector (``configs/<world>/faster_rcnn_R18_FPN_detector.yaml``; the
    default world: ``configs/synthetic/...``), once, in ``OUT/detector`` (or ``--detector``);
+   when a model is segmentation-grounded (its merged config has
+   ``MODEL.SGG.GROUNDING.ENABLED``), also the world's joint detector
+   (``configs/<world>/mask_rcnn_R18_FPN_joint_detector.yaml``) once, in
+   ``OUT/joint_detector`` (or ``--joint-detector``): grounded models start from it (and,
+   with ``--plain-on-joint-detector``, every model does), and grounded models of a world
+   other than the default one also merge ``configs/<world>/world_grounded.yaml`` (its
+   auxiliary mask set and word vectors) after ``world.yaml``;
 2. each model ``M`` (config ``configs/synthetic/M_R18_FPN_sgcls.yaml`` +
    ``configs/<world>/world.yaml`` + variant overrides) once per seed (Detectron2's
    ``SEED`` = 1..N) in SGCls training, config written to ``OUT/runs/M/seed<S>/config.yaml``;
@@ -78,6 +85,16 @@ def parse_args(argv=None):
     )
     p.add_argument("--detector-iters", type=int, help="detector iterations (scaled likewise)")
     p.add_argument("--detector", help="trained detector (model_final.pth or its folder)")
+    p.add_argument(
+        "--joint-detector",
+        help="trained joint detector of the grounded models (model_final.pth or its folder)",
+    )
+    p.add_argument(
+        "--plain-on-joint-detector",
+        action="store_true",
+        help="plain models also start from the joint detector (same frozen detector for "
+        "grounded and plain models)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs, 1 thread each when > 1")
     p.add_argument("--dry-run", action="store_true", help="write the configs, print commands")
     p.add_argument(
@@ -95,6 +112,12 @@ class Study:
         self.args = args
         self.out = os.path.abspath(args.out)
         self.world_file, self.detector_config = lib.world_files(args.world)
+        folder = os.path.join(lib.REPO, "configs", args.world)
+        self.joint_config = os.path.join(folder, "mask_rcnn_R18_FPN_joint_detector.yaml")
+        self.grounded_world_file = (
+            os.path.join(folder, "world_grounded.yaml") if self.world_file else None
+        )
+        self._grounded = {}
         self.test_set = f"{args.world}_test"
         # A --models entry may itself be a variant spec NAME=BASE:KEY=VALUE,...
         inline = [m for m in args.models if "=" in m]
@@ -135,30 +158,43 @@ class Study:
             raise RuntimeError(f"exit {proc.returncode}: {shlex.join(cmd)} (log: {log_path})")
         return time.time() - start
 
-    def detector_weights(self):
-        """The detector checkpoint the relation models start from (trained or not yet)."""
-        path = self.args.detector
+    def grounded(self, name) -> bool:
+        """Whether model ``name`` (leaf config + variant overrides) is segmentation-grounded."""
+        if name not in self._grounded:
+            variant = self.variants[name]
+            cfg = lib.build_config([lib.leaf_config(variant.base)], variant.opts())
+            self._grounded[name] = bool(cfg.MODEL.SGG.GROUNDING.ENABLED)
+        return self._grounded[name]
+
+    def uses_joint_detector(self, name) -> bool:
+        return self.grounded(name) or self.args.plain_on_joint_detector
+
+    def detector_weights(self, joint=False):
+        """The (joint) detector checkpoint the relation models start from (trained or not yet)."""
+        path = self.args.joint_detector if joint else self.args.detector
         if not path:
-            return os.path.join(self.out, "detector", "model_final.pth")
+            folder = "joint_detector" if joint else "detector"
+            return os.path.join(self.out, folder, "model_final.pth")
         path = os.path.join(path, "model_final.pth") if os.path.isdir(path) else path
         if not os.path.isfile(path):
-            raise ValueError(f"--detector: no such file {path}")
+            raise ValueError(f"--{'joint-' if joint else ''}detector: no such file {path}")
         return path
 
-    def detector(self):
-        """Train the detector unless present; returns its record."""
-        weights = self.detector_weights()
-        if self.args.detector:
+    def detector(self, joint=False):
+        """Train the (joint) detector unless present; returns its record."""
+        weights = self.detector_weights(joint)
+        if self.args.joint_detector if joint else self.args.detector:
             return {"weights": weights, "given": True}
         folder = os.path.dirname(weights)
-        record = {"weights": weights, "config": self.detector_config}
+        config = self.joint_config if joint else self.detector_config
+        if joint and not os.path.isfile(config):
+            raise ValueError(f"grounded models need a joint detector config: no such file {config}")
+        record = {"weights": weights, "config": config}
         if os.path.isfile(weights):
             print(f"Detector found: {weights}", flush=True)
             return {**record, **lib.read_json(os.path.join(folder, "timing.json"))}
         os.makedirs(folder, exist_ok=True)
-        cfg = lib.build_config(
-            [self.detector_config], ["OUTPUT_DIR", folder], self.args.detector_iters
-        )
+        cfg = lib.build_config([config], ["OUTPUT_DIR", folder], self.args.detector_iters)
         config_path = lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
         cmd = [sys.executable, "train_net.py", "--config-file", config_path]
         seconds = self.execute(cmd, os.path.join(folder, "train.log"), single_thread=False)
@@ -179,8 +215,11 @@ class Study:
         files = [lib.leaf_config(variant.base)] + ([self.world_file] if self.world_file else [])
         opts = variant.opts() + list(self.args.opts)
         opts += ["SEED", str(seed), "OUTPUT_DIR", folder, "DATASETS.TEST", "()"]
-        opts += ["MODEL.SGG.DETECTOR_WEIGHTS", self.detector_weights()]
         try:
+            if self.grounded(name) and self.grounded_world_file:
+                files.append(self.grounded_world_file)
+            weights = self.detector_weights(self.uses_joint_detector(name))
+            opts += ["MODEL.SGG.DETECTOR_WEIGHTS", weights]
             cfg = lib.build_config(files, opts, self.args.relation_iters)
         except (AssertionError, KeyError, ValueError) as err:  # yacs asserts on a bad key
             message = err.args[0] if err.args else repr(err)
@@ -277,6 +316,9 @@ def main(argv=None):
     os.makedirs(study.out, exist_ok=True)
     print(f"Commands run in {lib.REPO}", flush=True)
     detector = study.detector()
+    joint_detector = None
+    if any(study.uses_joint_detector(m) for m in args.models):
+        joint_detector = study.detector(joint=True)
     runs, failures, durations = [], [], []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(study.run, m, s): (m, s) for m, s in tasks}
@@ -316,6 +358,7 @@ def main(argv=None):
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
     wall = time.time() - study.started  # this invocation only (a resumed study: less)
     steps = [detector.get("seconds")] + [r["train"]["seconds"] for r in runs]
+    steps += [(joint_detector or {}).get("seconds")]
     steps += [e["seconds"] for r in runs for e in r["evals"].values()]
     job_seconds = sum(s for s in steps if s)  # every recorded step, resumed ones included
     lib.write_json(
@@ -326,6 +369,7 @@ def main(argv=None):
             "argv": sys.argv,
             "repo": lib.REPO,
             "detector": detector,
+            "joint_detector": joint_detector,
             "runs": runs,
             "failures": failures,
             "summary": summary,

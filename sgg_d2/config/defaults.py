@@ -178,6 +178,11 @@ def add_sgg_config(cfg: CN) -> CN:
     # Where dataset statistics (frequency tensor, zero-shot set) are cached; "" means
     # "<OUTPUT_DIR>/sgg_statistics".
     cfg.DATASETS.SGG.STATISTICS_CACHE_DIR = ""
+    # Custom scene-graph JSON datasets registered when the config is loaded (train_net.py,
+    # demo/demo.py, python -m sgg_d2.evaluation --config-file): a list of
+    # [name, annotation_file, image_root] (format: datasets/README.md), e.g.
+    # DATASETS.SGG.JSON '[["my_train", "my/train.json", "my/images"]]'.
+    cfg.DATASETS.SGG.JSON = []
 
     cfg.TEST.SGG = CN()
     # K of R@K, mR@K, ng-R@K, zsR@K, A@K (number of kept triplets per image).
@@ -189,6 +194,10 @@ def add_sgg_config(cfg: CN) -> CN:
     # overlap it with IoU > this threshold. Applied in SGDet only (the authors' code skips
     # it with GT boxes). 0 = off (F-Net configs: 0.4, the authors' value).
     cfg.TEST.SGG.TRIPLET_NMS_THRESH = 0.0
+    # SGDet: per-class NMS with this IoU on the objects' final classes (a context model that
+    # re-classifies detections can turn two detections into same-class copies of one
+    # object; MOTIFS applies the same NMS to its decoded classes). <= 0 = off.
+    cfg.TEST.SGG.OBJECT_NMS_THRESH = 0.5
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     cfg.TEST.SGG.SGDET_OVERLAP_ONLY = False
     # Validation metric that selects model_best.pth during training (TEST.EVAL_PERIOD > 0;
@@ -214,8 +223,12 @@ def _add_grounding_config(cfg: CN) -> None:
     g.SOFTMAX_TEMPERATURE = 1.0
     # "softmax": entries below this are zeroed (the row maximum is kept), rows renormalised.
     g.SOFTMAX_THRESHOLD = 0.0
-    # A target class named exactly like an auxiliary class takes that class's mask only.
-    g.EXACT_NAME_MATCH = True
+    # Where S acts: "logits" (target logits = S x auxiliary logits, then sigmoid) or "probs"
+    # (target mask = S x auxiliary probabilities, clipped to [0, 1]); docs/GROUNDING.md.
+    g.TRANSFER_SPACE = "logits"
+    # A target class named exactly like an auxiliary class takes that class's mask only
+    # (one-hot row of S; not in the paper, so off by default).
+    g.EXACT_NAME_MATCH = False
     # Optional JSON file {target class name: auxiliary class name} of one-hot rows of S.
     g.CLASS_MAPPING_FILE = ""
     # Cache folder of the class word vectors; "" = <OUTPUT_DIR>/grounding_cache.
@@ -240,6 +253,10 @@ def _add_grounding_config(cfg: CN) -> None:
     g.REFINE_LOSS_WEIGHT = 1.0
     # Use the refined masks at inference (False: the transferred masks, for ablations).
     g.REFINE_AT_TEST = True
+    # The paper's final model: the context's object representation refines the masks, which
+    # then ground the nodes and edges of a second context pass whose outputs give the
+    # relations (False: nodes and edges use the unrefined masks; one context pass).
+    g.USE_REFINED_MASKS = True
     # Auxiliary images per batch cap their context pairs at this many (training).
     g.AUX_PAIRS_PER_IMAGE = 64
 

@@ -206,3 +206,26 @@ def test_context_repr_dim_declared_measured_or_refused():
     assert motifs.training  # mode restored
     with pytest.raises(ValueError, match="FrequencyBaseline gives no obj_repr"):
         context_repr_dim(FrequencyBaseline(), 8, 6, 3)
+
+
+def test_transfer_space_logits_or_probabilities():
+    S = torch.tensor([[1.0, 0.0], [0.25, 0.75], [2.0, 2.0]])
+    aux = torch.stack([torch.full((2, 2), 0.0), torch.full((2, 2), 2.0)])[None]
+    head = _transfer_head(S)  # default: logits
+    p = torch.sigmoid(torch.tensor(2.0))
+    logit_space = head.transfer_masks(aux)[0, :, 0, 0]
+    torch.testing.assert_close(logit_space, torch.sigmoid(torch.tensor([0.0, 1.5, 4.0])))
+    head.space = "probs"
+    prob_space = head.transfer_masks(aux)[0, :, 0, 0]
+    # S x sigmoid(l): 0.5; 0.25 * 0.5 + 0.75 * p; 2 * (0.5 + p) clipped to 1
+    expected = torch.stack([torch.tensor(0.5), 0.125 + 0.75 * p, torch.tensor(1.0)])
+    torch.testing.assert_close(prob_space, expected)
+    torch.testing.assert_close(head.transfer_masks(aux, torch.tensor([1]))[0, 0, 0], expected[1])
+    with pytest.raises(ValueError, match="TRANSFER_SPACE is 'pixels'"):
+        MaskTransferHead(
+            ShapeSpec(channels=4, height=7, width=7),
+            num_classes=2,
+            conv_dims=[4, 4],
+            similarity=S,
+            space="pixels",
+        )

@@ -210,3 +210,73 @@ def test_sgdet_without_detections_gives_empty_masks(vectors):
     for out in (target_out, aux_out):
         assert len(out["instances"]) == 0
         assert out["instances"].pred_masks.shape == (0, 192, 256)
+
+
+def _relation_logits(model, inputs):
+    """The relation predictor's output (R, P + 1) in one inference forward."""
+    seen = []
+    handle = model.roi_heads.relation_predictor.register_forward_hook(
+        lambda m, i, o: seen.append(o)
+    )
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        handle.remove()
+    return seen[-1]
+
+
+@pytest.mark.parametrize("use_refined", [True, False])
+def test_refinement_output_reaches_the_relation_logits_only_with_refined_grounding(
+    vectors, use_refined
+):
+    cfg = grounded_cfg(vectors, "MotifsContext", "predcls")
+    cfg.MODEL.SGG.GROUNDING.USE_REFINED_MASKS = use_refined
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    inputs = [random_input(4, seed=3)]
+    before = _relation_logits(model, inputs)
+    with torch.no_grad():
+        masks_before = model(inputs)[0]["instances"].pred_masks
+        # a different refinement head: residual +6 on every logit (masks grow to the box)
+        model.roi_heads.grounding.refiner.residual.bias.fill_(6.0)
+        masks_after = model(inputs)[0]["instances"].pred_masks
+    after = _relation_logits(model, inputs)
+    assert not torch.equal(masks_before, masks_after)  # output masks are refined either way
+    assert (not torch.allclose(before, after)) == use_refined
+    # REFINE_AT_TEST off: one pass on the transferred masks (the refiner, still +6, is unused)
+    model.roi_heads.grounding.refine_at_test = False
+    torch.testing.assert_close(_relation_logits(model, inputs), before)
+
+
+@pytest.mark.parametrize("use_refined", [True, False])
+def test_relation_loss_trains_the_refinement_head_only_with_refined_grounding(vectors, use_refined):
+    cfg = grounded_cfg(vectors, "MotifsContext", "predcls")
+    cfg.MODEL.SGG.GROUNDING.USE_REFINED_MASKS = use_refined
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    losses = model([random_input(4, seed=1), random_input(3, seed=2)])  # no auxiliary image
+    losses["loss_relation"].backward()
+    heads = model.roi_heads
+    assert _has_grad(heads.grounding.refiner) == use_refined
+    assert _has_grad(heads.context) and _has_grad(heads.grounding.node)
+    for module in model.detector_modules():  # the frozen mask head gets nothing
+        assert all(p.grad is None for p in module.parameters())
+
+
+def test_refined_grounding_runs_the_context_twice_with_refined_masks(vectors):
+    cfg = grounded_cfg(vectors, "MotifsContext", "sgcls")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    heads = model.roi_heads
+    with torch.no_grad():
+        heads.grounding.refiner.residual.bias.fill_(-3.0)
+    node_masks = []
+    handle = heads.grounding.node.register_forward_hook(lambda m, i, o: node_masks.append(i[1]))
+    try:
+        with torch.no_grad():
+            model([random_input(3, seed=5)])
+    finally:
+        handle.remove()
+    assert len(node_masks) == 2  # pass 1: transferred masks, pass 2: refined masks
+    assert (node_masks[1] < node_masks[0]).all()  # residual -3 lowers every probability

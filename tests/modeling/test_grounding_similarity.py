@@ -146,3 +146,21 @@ def test_cache_hit_and_invalidation(tmp_path, glove, monkeypatch):
 def test_default_cache_is_next_to_the_vector_file(tmp_path, glove):
     build_similarity(TARGET, AUX, glove)
     assert any(n.startswith("class_vectors_") for n in os.listdir(tmp_path / ".sgg_cache"))
+
+
+def test_grounding_defaults_and_the_paper_protocol_of_the_vg150_configs():
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config
+
+    g = add_sgg_config(get_cfg()).MODEL.SGG.GROUNDING
+    assert g.EXACT_NAME_MATCH is False  # one-hot rows are not in the paper: opt-in
+    assert g.USE_REFINED_MASKS is True and g.TRANSFER_SPACE == "logits"
+    for mode in ("predcls", "sgcls", "sgdet"):
+        for model in ("motifs", "vctree"):
+            cfg = add_sgg_config(get_cfg())
+            repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            cfg.merge_from_file(f"{repo}/configs/vg150/{model}_grounded_X101_FPN_{mode}.yaml")
+            assert cfg.TEST.SGG.SGDET_OVERLAP_ONLY is True
+            assert cfg.MODEL.SGG.GROUNDING.SIMILARITY == "dot"
+            assert cfg.MODEL.SGG.GROUNDING.EXACT_NAME_MATCH is False

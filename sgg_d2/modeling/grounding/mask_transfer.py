@@ -8,8 +8,12 @@ never stored in checkpoints).
 Orientation. For an object with auxiliary mask logits ``l`` (d_m, M, M), the target
 class g's mask logits are ``t_g = sum_m S[g, m] l_m`` at every pixel; stacking the d_m
 logits of a pixel as a column vector ``l~`` gives ``t = S l~`` (d_g), i.e. the paper's
-``m_g = S^T m~`` with the paper's S being our S transposed (d_m x d_g). Target masks are
-``sigmoid(t)``.
+``m_g = S^T m~`` with the paper's S being our S transposed (d_m x d_g).
+
+Transfer space (``MODEL.SGG.GROUNDING.TRANSFER_SPACE``; the paper writes ``m = S^T m~``
+without saying whether ``m~`` are logits or probabilities): ``"logits"``, target mask
+``sigmoid(S l~)``; ``"probs"``, target mask ``clip(S sigmoid(l~), 0, 1)`` (a convex
+combination of auxiliary masks when rows of S sum to 1, as with ``softmax``).
 """
 
 import torch
@@ -21,7 +25,9 @@ from detectron2.modeling.roi_heads.mask_head import (
 
 from .similarity import build_similarity, dataset_class_names, default_cache_dir
 
-__all__ = ["MaskTransferHead", "similarity_from_config", "aux_class_names"]
+__all__ = ["MaskTransferHead", "similarity_from_config", "aux_class_names", "TRANSFER_SPACES"]
+
+TRANSFER_SPACES = ("logits", "probs")
 
 
 def aux_class_names(cfg):
@@ -76,14 +82,23 @@ class MaskTransferHead(MaskRCNNConvUpsampleHead):
     """
 
     @configurable
-    def __init__(self, input_shape, *, num_classes, conv_dims, similarity, **kwargs):
+    def __init__(
+        self, input_shape, *, num_classes, conv_dims, similarity, space="logits", **kwargs
+    ):
         """
         Args:
             input_shape, conv_dims, kwargs: as ``MaskRCNNConvUpsampleHead``.
             num_classes: d_m, auxiliary classes.
             similarity: (d_g, d_m) tensor S.
+            space: ``"logits"`` or ``"probs"``, where S acts (module docstring).
         """
         super().__init__(input_shape, num_classes=num_classes, conv_dims=conv_dims, **kwargs)
+        if space not in TRANSFER_SPACES:
+            raise ValueError(
+                f"MODEL.SGG.GROUNDING.TRANSFER_SPACE is {space!r}; "
+                f"expected one of {TRANSFER_SPACES}"
+            )
+        self.space = space
         similarity = torch.as_tensor(similarity, dtype=torch.float32)
         if similarity.dim() != 2 or similarity.shape[1] != num_classes:
             raise ValueError(
@@ -98,6 +113,7 @@ class MaskTransferHead(MaskRCNNConvUpsampleHead):
             raise ValueError("MaskTransferHead needs class-specific masks (CLS_AGNOSTIC_MASK off)")
         ret["num_classes"] = cfg.MODEL.SGG.GROUNDING.AUX_NUM_CLASSES
         ret["similarity"] = similarity_from_config(cfg)
+        ret["space"] = cfg.MODEL.SGG.GROUNDING.TRANSFER_SPACE
         return ret
 
     def transfer(self, aux_logits: torch.Tensor, labels: torch.Tensor = None) -> torch.Tensor:
@@ -114,3 +130,17 @@ class MaskTransferHead(MaskRCNNConvUpsampleHead):
         if labels is None:
             return torch.einsum("gm,nmhw->nghw", S, aux_logits)
         return torch.einsum("nm,nmhw->nhw", S[labels], aux_logits)
+
+    def transfer_masks(self, aux_logits: torch.Tensor, labels: torch.Tensor = None) -> torch.Tensor:
+        """Target-class mask probabilities in the configured transfer space.
+
+        Args:
+            aux_logits: (N, d_m, M, M) auxiliary mask logits.
+            labels: (N,) int64 target classes, or None for every class.
+
+        Returns:
+            (N, M, M) or (N, d_g, M, M) values in [0, 1].
+        """
+        if self.space == "logits":
+            return torch.sigmoid(self.transfer(aux_logits, labels))
+        return self.transfer(torch.sigmoid(aux_logits), labels).clamp(0.0, 1.0)

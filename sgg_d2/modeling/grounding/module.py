@@ -9,6 +9,9 @@ Used by ``SceneGraphROIHeads`` for any context model (configuration, not subclas
 4. :meth:`refine`: residual on the auxiliary logits from ``ContextOutputs.obj_repr``,
    trained with :meth:`refine_loss` on auxiliary images; :meth:`output_logits` picks the
    refined or plain logits at inference.
+5. The paper's final model (``USE_REFINED_MASKS``, :meth:`apply_refinement`): context pass
+   1 on nodes/edges grounded in the transferred masks -> ``obj_repr`` -> refined masks ->
+   nodes/edges grounded in the refined masks -> context pass 2 (same weights) -> relations.
 """
 
 import logging
@@ -38,11 +41,16 @@ class GroundingState:
         aux_logits: (N, d_m, M, M) auxiliary mask logits in each object's box.
         masks: (N, M, M) transferred mask probabilities of each object's target class.
         class_probs: (N, C) target class distribution (one-hot for known labels).
+        labels: (N,) target class each mask was transferred to (known label, else arg-max).
+        refined_logits: (N, d_m, M, M) refined auxiliary logits once
+            :meth:`SegmentationGrounding.apply_refinement` ran (``masks`` are then theirs).
     """
 
     aux_logits: torch.Tensor
     masks: torch.Tensor
     class_probs: torch.Tensor
+    labels: Optional[torch.Tensor] = None
+    refined_logits: Optional[torch.Tensor] = None
 
 
 class SegmentationGrounding(nn.Module):
@@ -67,6 +75,7 @@ class SegmentationGrounding(nn.Module):
         refine_loss_weight: float = 1.0,
         refine_at_test: bool = True,
         aux_pairs_per_image: int = 64,
+        use_refined_masks: bool = True,
     ):
         """
         Args:
@@ -80,6 +89,8 @@ class SegmentationGrounding(nn.Module):
             refine_loss_weight: weight of ``loss_mask_refine``.
             refine_at_test: use refined masks at inference.
             aux_pairs_per_image: context pairs sampled per auxiliary image in training.
+            use_refined_masks: the refined masks ground the nodes and edges of a second
+                context pass (the paper's final model; needs ``refine_dim``).
         """
         super().__init__()
         self.node = NodeGrounding(obj_dim, mask_dim) if nodes else None
@@ -99,6 +110,7 @@ class SegmentationGrounding(nn.Module):
         self.refine_loss_weight = refine_loss_weight
         self.refine_at_test = refine_at_test
         self.aux_pairs_per_image = aux_pairs_per_image
+        self.use_refined_masks = use_refined_masks
 
     @classmethod
     def from_config(
@@ -134,11 +146,21 @@ class SegmentationGrounding(nn.Module):
             "refine_loss_weight": g.REFINE_LOSS_WEIGHT,
             "refine_at_test": g.REFINE_AT_TEST,
             "aux_pairs_per_image": g.AUX_PAIRS_PER_IMAGE,
+            "use_refined_masks": g.USE_REFINED_MASKS,
         }
 
     @property
     def refines(self) -> bool:
         return self.refiner is not None
+
+    def grounds_in_refined_masks(self) -> bool:
+        """Whether the next target forward runs the two-pass final model: refinement on,
+        ``use_refined_masks``, and (at inference) ``refine_at_test``."""
+        return (
+            self.refiner is not None
+            and self.use_refined_masks
+            and (self.training or self.refine_at_test)
+        )
 
     def objects(self, aux_logits, mask_head, obj_logits, gt_labels=None) -> GroundingState:
         """Transferred masks of each object's class.
@@ -154,8 +176,22 @@ class SegmentationGrounding(nn.Module):
         else:
             probs = obj_logits.softmax(dim=1)
             labels = probs.argmax(dim=1)
-        masks = torch.sigmoid(mask_head.transfer(aux_logits, labels))
-        return GroundingState(aux_logits=aux_logits, masks=masks, class_probs=probs)
+        masks = mask_head.transfer_masks(aux_logits, labels)
+        return GroundingState(aux_logits=aux_logits, masks=masks, class_probs=probs, labels=labels)
+
+    def apply_refinement(self, state: GroundingState, obj_repr, mask_head) -> GroundingState:
+        """Refine ``state`` in place from a context pass's ``obj_repr`` (N, D).
+
+        Sets ``state.refined_logits`` (N, d_m, M, M) and replaces ``state.masks`` by the
+        transfer of the refined logits to ``state.labels``, so that the next
+        :meth:`node_features` / :meth:`edge_features` use the refined masks. Gradients of
+        whatever uses the new masks flow into the refinement head and, through
+        ``obj_repr``, into the context pass that produced it (not into the frozen mask
+        head, whose logits carry no gradient).
+        """
+        state.refined_logits = self.refine(state.aux_logits, obj_repr)
+        state.masks = mask_head.transfer_masks(state.refined_logits, state.labels)
+        return state
 
     def node_features(self, obj_features: torch.Tensor, state: GroundingState) -> torch.Tensor:
         """(N, D) -> (N, D): grounded when nodes are on, else unchanged."""
@@ -195,8 +231,11 @@ class SegmentationGrounding(nn.Module):
             results: per image ``{"instances", ...}``, objects in batch order.
             labels: (N,) final target class of each object.
         """
-        logits = self.output_logits(state.aux_logits, obj_repr)
-        masks = torch.sigmoid(mask_head.transfer(logits, labels))[:, None]
+        if state.refined_logits is not None:  # the refined masks the relations used
+            logits = state.refined_logits
+        else:
+            logits = self.output_logits(state.aux_logits, obj_repr)
+        masks = mask_head.transfer_masks(logits, labels)[:, None]
         start = 0
         for r in results:
             n = len(r["instances"])
