@@ -17,7 +17,6 @@ from sgg_d2.modeling.context.fnet_modules import (
     ObjectToSubgraph,
     SpatialRelationInference,
     SubgraphToObject,
-    segment_softmax,
 )
 from sgg_d2.modeling.context.fnet_subgraph import (
     SubgraphClusters,
@@ -120,20 +119,12 @@ def test_incidence_lists_each_object_subgraph_link_once():
     assert links.per_image() == [slice(0, 4), slice(4, 6)]
 
 
-def test_segment_softmax_matches_per_group_softmax():
-    scores = torch.tensor([1.0, 2.0, 3.0, -1.0, 0.5])
-    groups = torch.tensor([0, 2, 0, 2, 2])
-    out = segment_softmax(scores, groups, 4)
-    assert torch.allclose(out[[0, 2]], torch.tensor([1.0, 3.0]).softmax(0))
-    assert torch.allclose(out[[1, 3, 4]], torch.tensor([2.0, -1.0, 0.5]).softmax(0))
-
-
 def links_for(pairs, pair_to_subgraph, num_objs, num_subgraphs):
     c = SubgraphClusters(pair_to_subgraph, torch.zeros(sum(num_subgraphs), 4), None, num_subgraphs)
     return subgraph_incidence(pairs, c, num_objs)
 
 
-def test_subgraph_to_object_weights_sum_to_one_per_object():
+def test_subgraph_to_object_attends_over_all_locations_of_its_subgraphs():
     torch.manual_seed(0)
     # image 0: objects 0..3, object 3 isolated; image 1: objects 4, 5
     pairs = torch.tensor([[0, 1], [1, 2], [2, 0], [4, 5]])
@@ -141,15 +132,16 @@ def test_subgraph_to_object_weights_sum_to_one_per_object():
     x, maps = torch.randn(6, HIDDEN), torch.randn(4, CH, 3, 3)
     module = SubgraphToObject(HIDDEN, CH, 5)
     msg, w = module(x, maps, links)
-    per_obj = torch.zeros(6).index_add(0, links.obj_index, w)
+    assert w.shape == (len(links.obj_index), 3, 3)
+    per_obj = torch.zeros(6).index_add(0, links.obj_index, w.sum((1, 2)))
     assert torch.allclose(per_obj, torch.tensor([1.0, 1, 1, 0, 1, 1]))
     assert torch.equal(msg[3], torch.zeros(HIDDEN))  # isolated object: no message
-    # object 0 is in subgraphs 0 and 2: softmax of the two scaled dot products
-    pooled = maps.mean((2, 3))
-    q, k = module.query(x[0]), module.key(pooled[[0, 2]])
+    # object 0 is in subgraphs 0 and 2: one softmax over their 2 x 9 locations
+    feats = maps[[0, 2]].flatten(2).transpose(1, 2).reshape(18, CH)  # (k, u) rows
+    q, k = module.query(x[0]), module.key(feats)
     expected = (k @ q / 5**0.5).softmax(0)
-    assert torch.allclose(w[links.obj_index == 0], expected, atol=1e-6)
-    assert torch.allclose(msg[0], expected @ module.value(pooled[[0, 2]]), atol=1e-6)
+    assert torch.allclose(w[links.obj_index == 0].reshape(18), expected, atol=1e-6)
+    assert torch.allclose(msg[0], expected @ module.value(feats), atol=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["softmax", "sigmoid"])

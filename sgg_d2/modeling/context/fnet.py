@@ -9,11 +9,11 @@ kept union box most overlapping its own (``fnet_subgraph``). Clustering always r
 same subgraphs for the same boxes; only the sampled pairs are then read out (and get the
 loss). Each subgraph has a 2-D feature map (RoIAlign of its box to P x P, two 3x3 convs),
 each object a vector (its RoI feature, projected). ``num_mps`` rounds of spatial-weighted
-message passing exchange information along the object-subgraph links (objects attend over
-their subgraphs; objects paint themselves onto subgraph maps, the attention normalised
-across the objects of the subgraph at every location). Spatial-sensitive relation
-inference then reads each pair's feature off its subgraph map, with the subject's and
-object's vectors as depth-wise conv kernels (``fnet_modules``).
+message passing exchange information along the object-subgraph links (each object attends
+over all locations of its subgraphs; objects paint themselves onto subgraph maps, the
+attention normalised across the objects of the subgraph at every location).
+Spatial-sensitive relation inference then reads each pair's feature off its subgraph map,
+with the subject's and object's vectors as depth-wise conv kernels (``fnet_modules``).
 
 Relation features come from S subgraph maps instead of R per-pair union-box features
 (S << R), so ``needs_union_features`` is False: the cost the paper removes.

@@ -16,7 +16,6 @@ from .fnet_subgraph import SubgraphIncidence
 
 __all__ = [
     "SPATIAL_NORMS",
-    "segment_softmax",
     "SubgraphToObject",
     "ObjectToSubgraph",
     "SpatialMessagePassing",
@@ -26,24 +25,13 @@ __all__ = [
 SPATIAL_NORMS = ("softmax", "sigmoid")
 
 
-def segment_softmax(scores: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """Softmax of ``scores`` (M, ...) over the rows of each group given by ``groups`` (M,)
-    int64, separately for every trailing index (e.g. each of the P x P locations)."""
-    if len(scores) == 0:
-        return scores
-    index = groups.reshape((-1,) + (1,) * (scores.dim() - 1)).expand_as(scores)
-    top = scores.new_full((num_groups,) + scores.shape[1:], float("-inf"))
-    top = top.scatter_reduce(0, index, scores.detach(), "amax", include_self=False)
-    e = torch.exp(scores - top[groups])
-    total = scores.new_zeros((num_groups,) + scores.shape[1:]).index_add(0, groups, e)
-    return e / total[groups]
-
-
 class SubgraphToObject(nn.Module):
-    """Each object attends over its subgraphs (pooled to vectors) and sums their values.
+    """Each object attends over every location of every subgraph it is linked to.
 
-    ``a_ik = softmax_k(<W_q x_i, W_k g_k> / sqrt(d))`` over the subgraphs k linked to object
-    i, ``g_k`` = spatial mean of F_k; message ``m_i = sum_k a_ik W_v g_k`` (0 if i has none).
+    ``a_ik(u) = softmax_{k, u}(<W_q x_i, W_k F_k(u)> / sqrt(d))`` jointly over the P x P
+    locations u of the subgraphs k linked to object i (spatial-weighted: the object picks
+    the locations that concern it); message ``m_i = sum_{k, u} a_ik(u) W_v F_k(u)`` (0 if
+    i has no subgraph).
     """
 
     def __init__(self, obj_dim: int, map_dim: int, att_dim: int):
@@ -60,16 +48,34 @@ class SubgraphToObject(nn.Module):
             x: (N, H) object vectors; maps: (S, C, P, P) subgraph maps.
 
         Returns:
-            ``(messages (N, H), weights (M,))``, one weight per link; the weights of each
-            object's links sum to 1.
+            ``(messages (N, H), weights (M, P, P))``, one attention map per link; the maps
+            of each object's links sum to 1 over links and locations together.
         """
-        pooled = maps.mean(dim=(2, 3))
-        obj, sub = links.obj_index, links.sub_index
-        q, k = self.query(x)[obj], self.key(pooled)[sub]
-        weights = segment_softmax((q * k).sum(1) / math.sqrt(q.shape[1]), obj, len(x))
-        msg = x.new_zeros((len(x), self.value.out_features))
-        msg = msg.index_add(0, obj, weights.unsqueeze(1) * self.value(pooled)[sub])
-        return msg, weights
+        s, c, p, _ = maps.shape
+        flat = maps.flatten(2).transpose(1, 2)  # (S, U, C)
+        keys, values = self.key(flat), self.value(flat)  # (S, U, d), (S, U, H)
+        q = self.query(x)
+        scale = math.sqrt(q.shape[1])
+        msgs: List[torch.Tensor] = []
+        atts: List[torch.Tensor] = []
+        obj_start = sub_start = 0
+        for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
+            i = links.obj_index[rows] - obj_start
+            g = links.sub_index[rows] - sub_start
+            logits = torch.einsum(
+                "nd,sud->nsu", q[obj_start : obj_start + n], keys[sub_start : sub_start + k]
+            )
+            linked = torch.zeros((n, k, 1), dtype=torch.bool, device=maps.device)
+            linked[i, g] = True
+            weight = (logits / scale).masked_fill(~linked, float("-inf"))
+            weight = weight.flatten(1).softmax(dim=1).nan_to_num(0.0).reshape(n, k, p * p)
+            msgs.append(torch.einsum("nsu,suh->nh", weight, values[sub_start : sub_start + k]))
+            atts.append(weight[i, g])
+            obj_start += n
+            sub_start += k
+        msg = torch.cat(msgs) if msgs else x.new_zeros((0, self.value.out_features))
+        att = torch.cat(atts) if atts else x.new_zeros((0, p * p))
+        return msg, att.reshape(-1, p, p)
 
 
 class ObjectToSubgraph(nn.Module):
