@@ -315,7 +315,9 @@ def main(argv=None):
         raise SystemExit(f"ablate.py: {err}") from None
     os.makedirs(study.out, exist_ok=True)
     print(f"Commands run in {lib.REPO}", flush=True)
-    detector = study.detector()
+    detector = {"unused": True}  # every model starts from the joint detector
+    if not all(study.uses_joint_detector(m) for m in args.models):
+        detector = study.detector()
     joint_detector = None
     if any(study.uses_joint_detector(m) for m in args.models):
         joint_detector = study.detector(joint=True)

@@ -4,13 +4,16 @@
 #  2. stage 1: the detector (configs/synthetic/faster_rcnn_R18_FPN_detector.yaml);
 #  3. stage 2: MOTIFS trained in SGCls mode on the frozen detector;
 #  4. evaluation of that model on the test split in PredCls, SGCls and SGDet;
-#  5. demo pictures + JSON scene graphs for a few test images.
-# Checkpoints that already exist are reused (FORCE=1 retrains). Output: output/demo/.
+#  5. demo pictures + JSON scene graphs for a few test images (SGDet, and PredCls on the
+#     images' GT boxes).
+# Trainings are seeded (SEED, default 0): two runs print the same figures. Checkpoints that
+# already exist are reused (FORCE=1 retrains). Output: output/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${DEMO_OUTPUT:-output/demo}
 DATA=${SGG_DATASETS:-datasets}
+SEED=${SEED:-0}
 export SGG_DATASETS=$DATA
 DET_CFG=configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
 REL_CFG=configs/synthetic/motifs_R18_FPN_sgcls.yaml
@@ -21,7 +24,7 @@ step "stage 1: detector ($DET_CFG)"
 if [ -f "$OUT/detector/model_final.pth" ] && [ -z "${FORCE:-}" ]; then
   echo "reusing $OUT/detector/model_final.pth (FORCE=1 retrains)"
 else
-  $PY train_net.py --config-file "$DET_CFG" OUTPUT_DIR "$OUT/detector" \
+  $PY train_net.py --config-file "$DET_CFG" OUTPUT_DIR "$OUT/detector" SEED "$SEED" \
     DATASETS.TEST '("synthetic_val",)'
 fi
 
@@ -29,7 +32,7 @@ step "stage 2: MOTIFS in SGCls mode ($REL_CFG)"
 if [ -f "$OUT/motifs/model_final.pth" ] && [ -z "${FORCE:-}" ]; then
   echo "reusing $OUT/motifs/model_final.pth (FORCE=1 retrains)"
 else
-  $PY train_net.py --config-file "$REL_CFG" OUTPUT_DIR "$OUT/motifs" \
+  $PY train_net.py --config-file "$REL_CFG" OUTPUT_DIR "$OUT/motifs" SEED "$SEED" \
     MODEL.SGG.DETECTOR_WEIGHTS "$OUT/detector/model_final.pth"
 fi
 
@@ -40,16 +43,29 @@ for mode in predcls sgcls sgdet; do
     DATASETS.TEST '("synthetic_test",)' 2>&1 | grep -E "copypaste|R@|mR@|zsR@" || true
 done
 
-step "demo pictures (SGDet) -> $OUT/pictures"
+step "demo pictures (SGDet, PredCls) -> $OUT/pictures/{sgdet,predcls}"
 mkdir -p "$OUT/demo_inputs"
 $PY - "$DATA" "$OUT/demo_inputs" <<'PYEOF'
 import json, os, shutil, sys
 root, dst = sys.argv[1], sys.argv[2]
 with open(os.path.join(root, "synthetic", "json", "scene_graphs_test.json")) as f:
-    images = json.load(f)["images"][:4]
+    data = json.load(f)
+names = {c["id"]: c["name"] for c in data["categories"]}
+images = data["images"][:4]
+boxes = {im["file_name"]: [] for im in images}
+ids = {im["id"]: im["file_name"] for im in images}
+for a in data["annotations"]:  # GT boxes (COCO XYWH) for the PredCls pictures
+    if a["image_id"] in ids:
+        boxes[ids[a["image_id"]]].append(
+            {"box": a["bbox"], "box_mode": "XYWH", "class": names[a["category_id"]]}
+        )
 for im in images:
     shutil.copy(os.path.join(root, "synthetic", "images", im["file_name"]), dst)
+with open(os.path.join(os.path.dirname(dst), "demo_boxes.json"), "w") as f:
+    json.dump(boxes, f, indent=1)
 PYEOF
-$PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" --output "$OUT/pictures" \
+$PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" --output "$OUT/pictures/sgdet" \
   MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE sgdet
+$PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" --output "$OUT/pictures/predcls" \
+  --boxes "$OUT/demo_boxes.json" MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE predcls
 step "done: metrics in $OUT/eval_*/, pictures in $OUT/pictures/"

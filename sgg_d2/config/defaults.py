@@ -178,6 +178,11 @@ def add_sgg_config(cfg: CN) -> CN:
     # Where dataset statistics (frequency tensor, zero-shot set) are cached; "" means
     # "<OUTPUT_DIR>/sgg_statistics".
     cfg.DATASETS.SGG.STATISTICS_CACHE_DIR = ""
+    # Custom scene-graph JSON datasets registered when the config is loaded (train_net.py,
+    # demo/demo.py, python -m sgg_d2.evaluation --config-file): a list of
+    # [name, annotation_file, image_root] (format: datasets/README.md), e.g.
+    # DATASETS.SGG.JSON '[["my_train", "my/train.json", "my/images"]]'.
+    cfg.DATASETS.SGG.JSON = []
 
     cfg.TEST.SGG = CN()
     # K of R@K, mR@K, ng-R@K, zsR@K, A@K (number of kept triplets per image).
@@ -189,6 +194,10 @@ def add_sgg_config(cfg: CN) -> CN:
     # overlap it with IoU > this threshold. Applied in SGDet only (the authors' code skips
     # it with GT boxes). 0 = off (F-Net configs: 0.4, the authors' value).
     cfg.TEST.SGG.TRIPLET_NMS_THRESH = 0.0
+    # SGDet: per-class NMS with this IoU on the objects' final classes (a context model that
+    # re-classifies detections can turn two detections into same-class copies of one
+    # object; MOTIFS applies the same NMS to its decoded classes). <= 0 = off.
+    cfg.TEST.SGG.OBJECT_NMS_THRESH = 0.5
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     cfg.TEST.SGG.SGDET_OVERLAP_ONLY = False
     # Validation metric that selects model_best.pth during training (TEST.EVAL_PERIOD > 0;

@@ -8,6 +8,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_sgg_config, validate_sgg_config
+from ..data.config_datasets import register_config_datasets, require_registered
 from .trainer import SceneGraphTrainer
 
 __all__ = ["load_config", "setup", "main"]
@@ -15,7 +16,8 @@ __all__ = ["load_config", "setup", "main"]
 
 def load_config(config_file: str, opts=()) -> CfgNode:
     """The frozen config: Detectron2 defaults -> sgg_d2 keys -> ``config_file`` ->
-    ``KEY VALUE`` overrides -> validation (a bad value fails here, naming the key)."""
+    ``KEY VALUE`` overrides -> validation (a bad value fails here, naming the key); then the
+    custom datasets of ``DATASETS.SGG.JSON`` are registered."""
     cfg = get_cfg()
     add_sgg_config(cfg)
     if config_file:
@@ -23,6 +25,7 @@ def load_config(config_file: str, opts=()) -> CfgNode:
     cfg.merge_from_list(list(opts))
     validate_sgg_config(cfg)
     cfg.freeze()
+    register_config_datasets(cfg)
     return cfg
 
 
@@ -30,6 +33,9 @@ def setup(args) -> CfgNode:
     """:func:`load_config` from ``args`` (Detectron2's ``default_argument_parser``), then
     Detectron2's ``default_setup`` (logging, seeds, config dump in ``OUTPUT_DIR``)."""
     cfg = load_config(args.config_file, args.opts)
+    if not args.eval_only:
+        require_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
+    require_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
     default_setup(cfg, args)
     # default_setup configures the "detectron2" and "fvcore" loggers; ours too.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sgg_d2")

@@ -1,15 +1,29 @@
 """``SceneGraphPredictor``: run a trained model on one image (own images, demo)."""
 
+import logging
+import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
 from detectron2.structures import Boxes, Instances
 
-__all__ = ["SceneGraphPredictor"]
+__all__ = ["SceneGraphPredictor", "OUTPUT_FORMAT", "check_boxes"]
+
+logger = logging.getLogger(__name__)
+
+# What the JSON of a scene graph means (written into every file, see ``to_scene_graph``).
+OUTPUT_FORMAT = {
+    "box_mode": "XYXY_ABS: [x1, y1, x2, y2] in pixels of the input image",
+    "object_score": "PredCls: 1 (given label); SGCls: softmax probability of the predicted "
+    "class; SGDet: the detector's probability of the object's class (softmax including "
+    "background)",
+    "relation_score": "subject score * object score * probability of the predicate",
+}
 
 
 class SceneGraphPredictor(DefaultPredictor):
@@ -23,25 +37,54 @@ class SceneGraphPredictor(DefaultPredictor):
     In PredCls/SGCls the model needs boxes (and, in PredCls, labels): pass ``boxes``
     ((N, 4) XYXY in the image's pixels) and ``labels`` (class names or indices).
 
-    Class and predicate names come from the metadata of ``DATASETS.TEST[0]`` (or
-    ``DATASETS.TRAIN[0]``).
+    Class and predicate names come from the model itself (a trained ``SceneGraphRCNN``
+    carries them in its weights), so no dataset needs to be registered; for weights
+    without them, from the metadata of ``DATASETS.TEST`` / ``DATASETS.TRAIN``.
+
+    ``MODEL.WEIGHTS`` is required (an existing file): a forgotten key would silently give
+    a random model. ``allow_random_weights=True`` accepts an empty key on purpose.
     """
 
-    def __init__(self, cfg, max_relations: int = 100):
+    def __init__(self, cfg, max_relations: int = 100, allow_random_weights: bool = False):
+        weights = cfg.MODEL.WEIGHTS
+        if not weights and not allow_random_weights:
+            raise ValueError(
+                "MODEL.WEIGHTS is empty: give the trained model (MODEL.WEIGHTS "
+                "path/to/model_final.pth), or allow a random model explicitly "
+                "(demo.py --random-weights)"
+            )
+        if weights and "://" not in weights and not os.path.isfile(weights):
+            raise FileNotFoundError(f"MODEL.WEIGHTS: no such file {weights}")
         super().__init__(cfg)
         self.mode = cfg.MODEL.SGG.MODE
         self.max_relations = max_relations
-        names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
-        metas = [MetadataCatalog.get(n) for n in names]
-        found = [m for m in metas if m.get("predicate_classes", None)]
-        if not found:
-            raise ValueError(
-                f"SceneGraphPredictor: none of DATASETS.TEST/TRAIN {names} is registered with "
-                "thing_classes and predicate_classes (needed to name classes)"
-            )
-        self.metadata = found[0]
+        self.model_name = os.path.basename(weights) if weights else "random weights"
+        self.metadata = self._find_metadata(cfg)
         self.thing_classes = list(self.metadata.thing_classes)
         self.predicate_classes = list(self.metadata.predicate_classes)
+
+    def _find_metadata(self, cfg):
+        """Names from the model's state (weights) or, failing that, a registered dataset."""
+        meta = self.model.sgg_metadata() if hasattr(self.model, "sgg_metadata") else None
+        if meta is not None:
+            return Metadata(
+                thing_classes=meta["thing_classes"], predicate_classes=meta["predicate_classes"]
+            )
+        names = list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN)
+        found = [
+            MetadataCatalog.get(n)
+            for n in names
+            if MetadataCatalog.get(n).get("predicate_classes", None)
+        ]
+        if not found:
+            raise ValueError(
+                f"SceneGraphPredictor: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} carries no class and "
+                f"predicate names (not a trained sgg_d2 scene-graph model?), and none of "
+                f"DATASETS.TEST/TRAIN {names} is registered with thing_classes and "
+                "predicate_classes"
+            )
+        logger.info("class names from the metadata of dataset %s", found[0].name)
+        return found[0]
 
     def _label_indices(self, labels: Sequence) -> torch.Tensor:
         out = []
@@ -54,14 +97,33 @@ class SceneGraphPredictor(DefaultPredictor):
         return torch.as_tensor(out, dtype=torch.int64)
 
     def run(self, image: np.ndarray, boxes=None, labels=None) -> Dict:
-        """Raw model output ``{"instances", "relations"}`` for a BGR (H, W, 3) image."""
+        """Raw model output ``{"instances", "relations"}`` for a BGR (H, W, 3) image.
+
+        Args:
+            image: (H, W, 3) uint8 BGR.
+            boxes: PredCls/SGCls only: (N, 4) XYXY pixels, inside the image.
+            labels: PredCls only: N class names or indices.
+
+        Raises:
+            ValueError: missing or malformed boxes/labels (naming the bad box), or boxes
+                given in SGDet (the detector finds the objects; they would be ignored).
+        """
+        if self.mode == "sgdet" and boxes is not None:
+            raise ValueError(
+                "mode 'sgdet' detects its own objects: given boxes would be ignored; use "
+                "MODEL.SGG.MODE predcls or sgcls to run on your boxes"
+            )
         if self.mode != "sgdet" and boxes is None:
             raise ValueError(f"mode {self.mode!r} needs boxes (and labels in predcls)")
         if self.mode == "predcls" and labels is None:
             raise ValueError("mode 'predcls' needs labels for the boxes")
+        height, width = image.shape[:2]
+        if boxes is not None:
+            boxes = check_boxes(boxes, height, width)
+            if labels is not None and len(labels) != len(boxes):
+                raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels")
         if self.input_format == "RGB":
             image = image[:, :, ::-1]
-        height, width = image.shape[:2]
         transform = self.aug.get_transform(image)
         tensor = torch.as_tensor(transform.apply_image(image).astype("float32").transpose(2, 0, 1))
         inputs = {"image": tensor, "height": height, "width": width}
@@ -110,8 +172,34 @@ class SceneGraphPredictor(DefaultPredictor):
                 rels.scores[: self.max_relations],
             )
         ]
-        return {"objects": objects, "relations": relations}
+        return {"format": OUTPUT_FORMAT, "objects": objects, "relations": relations}
 
     def __call__(self, image: np.ndarray, boxes=None, labels: Optional[Sequence] = None):
         """Scene graph of a BGR image; see the class docstring."""
         return self.to_scene_graph(self.run(image, boxes, labels))
+
+
+def check_boxes(boxes, height: int, width: int) -> np.ndarray:
+    """(N, 4) float32 XYXY pixel boxes, checked against an image of ``height`` x ``width``.
+
+    Raises:
+        ValueError: naming the first bad box: not 4 numbers, x2 <= x1 or y2 <= y1 (e.g. an
+            XYWH box), or outside the image.
+    """
+    try:
+        arr = np.asarray(boxes, dtype="float32")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"boxes must be numbers [x1, y1, x2, y2]: {e}") from e
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must be (N, 4) [x1, y1, x2, y2]; got shape {arr.shape}")
+    for i, (x1, y1, x2, y2) in enumerate(arr.tolist()):
+        if not np.isfinite([x1, y1, x2, y2]).all():
+            raise ValueError(f"box {i} {[x1, y1, x2, y2]} is not finite")
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(
+                f"box {i} {[x1, y1, x2, y2]} has x2 <= x1 or y2 <= y1: boxes are XYXY "
+                "[x1, y1, x2, y2] in pixels (an XYWH box must be converted)"
+            )
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            raise ValueError(f"box {i} {[x1, y1, x2, y2]} lies outside the {width}x{height} image")
+    return arr

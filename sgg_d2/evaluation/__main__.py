@@ -8,7 +8,9 @@ Usage::
 
 The file is the ``<kind>_predictions.pth`` an evaluator writes to its ``output_dir``;
 its ``evaluator`` field picks the evaluator and its settings are reused. The dataset must
-be registered (``import sgg_d2`` registers the builtin ones). Prints the metrics as JSON
+be registered: ``import sgg_d2`` registers the builtin ones, ``--config-file C`` the
+custom ones of ``DATASETS.SGG.JSON`` in C, ``--register NAME JSON IMAGE_ROOT`` one
+scene-graph JSON file (repeatable). Prints the metrics as JSON
 on stdout; the tables go to the log (stderr).
 """
 
@@ -19,9 +21,9 @@ import sys
 from typing import List, Optional
 
 import numpy as np
-from detectron2.data import DatasetCatalog
 
 from ..config.defaults import SGG_MODES
+from ..data.config_datasets import register_json_datasets, require_registered
 from .build import EVALUATOR_TYPES
 from .prediction_io import load_compact_predictions
 from .sg_evaluator import SceneGraphEvaluator
@@ -42,6 +44,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "predcls/sgcls add A@K",
     )
     parser.add_argument("--output-dir", help="write <kind>_metrics.json here")
+    parser.add_argument(
+        "--config-file", help="register the custom datasets of its DATASETS.SGG.JSON"
+    )
+    parser.add_argument(
+        "--register",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_ROOT"),
+        help="register a scene-graph JSON dataset under NAME (repeatable)",
+    )
     parser.add_argument(
         "--zero-shot-triplets",
         help="scene_graph files only: .npy of (Z, 3) rows (subject class, object class, "
@@ -86,9 +99,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
     """Run the CLI; returns ``{"sgg": {metric: percent}}``."""
     args = parse_args(argv)
     _log_to_stderr()
-    if args.dataset not in DatasetCatalog.list():
-        known = ", ".join(sorted(DatasetCatalog.list()))
-        raise SystemExit(f"error: dataset {args.dataset!r} is not registered; registered: {known}")
+    try:
+        if args.config_file:
+            from ..engine.launch import load_config
+
+            load_config(args.config_file)
+        register_json_datasets(args.register, key="--register")
+        require_registered([args.dataset], "--dataset")
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f"error: {e}") from e
     payload = load_compact_predictions(args.predictions)
     if payload["dataset"] != args.dataset:
         logger.warning(

@@ -1,7 +1,8 @@
 """``SceneGraphRCNN``: a (frozen) Faster/Mask R-CNN plus the relation stage."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.layers import paste_masks_in_image
@@ -10,8 +11,13 @@ from detectron2.structures import Instances
 
 from ..data.joint_loader import AUX, TARGET, split_by_source
 from ..structures import Relations
+from .statistics import training_statistics
 
-__all__ = ["SceneGraphRCNN"]
+__all__ = ["SceneGraphRCNN", "NAME_BYTES"]
+
+# Each class / predicate name is stored as this many UTF-8 bytes (zero-padded): fixed
+# shapes, so Detectron2's checkpointer loads them like any other buffer.
+NAME_BYTES = 128
 
 
 @META_ARCH_REGISTRY.register()
@@ -33,21 +39,79 @@ class SceneGraphRCNN(GeneralizedRCNN):
 
     With ``freeze_detector`` the backbone, RPN and box head get no gradient and stay in
     eval mode (normalisation statistics and proposal settings of inference).
+
+    Self-contained for inference: the state dict holds the training data's class and
+    predicate names and frequency counts (buffers ``sgg_thing_names`` (C, NAME_BYTES) and
+    ``sgg_predicate_names`` (P, NAME_BYTES) uint8, ``sgg_freq_counts`` (C, C, P + 1) int32,
+    ``sgg_metadata_complete`` () uint8), read back by :meth:`sgg_metadata`. Built without
+    the training dataset registered, they are placeholders until weights are loaded, and
+    training refuses to start.
     """
 
     @configurable
-    def __init__(self, *, freeze_detector: bool = True, **kwargs):
+    def __init__(
+        self,
+        *,
+        freeze_detector: bool = True,
+        num_predicates: int = 0,
+        training_metadata: Optional[dict] = None,
+        **kwargs,
+    ):
+        """
+        Args:
+            freeze_detector: keep the detector stage frozen.
+            num_predicates: P (size of the stored predicate names).
+            training_metadata: ``training_statistics`` output (``thing_classes``,
+                ``predicate_classes``, ``freq_tensor``, ``complete``) or None (placeholders).
+            kwargs: ``GeneralizedRCNN`` arguments.
+        """
         super().__init__(**kwargs)
         self.freeze_detector = freeze_detector
         if freeze_detector:
             for module in self.detector_modules():
                 module.requires_grad_(False)
+        num_classes = self.roi_heads.num_classes
+        meta = training_metadata or {}
+        complete = bool(meta.get("complete", False))
+        freq = meta.get("freq_tensor")
+        if freq is None:
+            freq = np.zeros((num_classes, num_classes, num_predicates + 1))
+        self.register_buffer(
+            "sgg_thing_names", _encode_names(meta.get("thing_classes"), num_classes)
+        )
+        self.register_buffer(
+            "sgg_predicate_names", _encode_names(meta.get("predicate_classes"), num_predicates)
+        )
+        self.register_buffer(
+            "sgg_freq_counts", torch.as_tensor(np.asarray(freq), dtype=torch.int32)
+        )
+        self.register_buffer(
+            "sgg_metadata_complete", torch.tensor(int(complete), dtype=torch.uint8)
+        )
 
     @classmethod
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["freeze_detector"] = cfg.MODEL.SGG.FREEZE_DETECTOR
+        ret["num_predicates"] = cfg.MODEL.SGG.NUM_PREDICATES
+        ret["training_metadata"] = training_statistics(cfg) if cfg.DATASETS.TRAIN else None
         return ret
+
+    def sgg_metadata(self) -> Optional[dict]:
+        """What the model was trained on, as stored in its state dict, or None when the
+        model holds placeholders (built without its dataset, no weights with metadata).
+
+        Returns:
+            dict with ``thing_classes`` (C names), ``predicate_classes`` (P names) and
+            ``freq_tensor`` ((C, C, P + 1) int64 numpy counts, background at index 0).
+        """
+        if not int(self.sgg_metadata_complete):
+            return None
+        return {
+            "thing_classes": _decode_names(self.sgg_thing_names),
+            "predicate_classes": _decode_names(self.sgg_predicate_names),
+            "freq_tensor": self.sgg_freq_counts.cpu().numpy().astype(np.int64),
+        }
 
     def detector_modules(self) -> List[torch.nn.Module]:
         """The modules of the detector stage (frozen when ``freeze_detector``)."""
@@ -89,6 +153,12 @@ class SceneGraphRCNN(GeneralizedRCNN):
         """Training: dict of losses. Inference: list of per-image output dicts."""
         if not self.training:
             return self.inference(batched_inputs)
+        if not int(self.sgg_metadata_complete):
+            raise RuntimeError(
+                "SceneGraphRCNN was built without its training statistics (DATASETS.TRAIN was "
+                "not registered when the model was built); register the training dataset "
+                "(builtin names under $SGG_DATASETS, or DATASETS.SGG.JSON) before training"
+            )
         groups = split_by_source(batched_inputs)
         losses = {}
         for source, idx in groups.items():
@@ -141,3 +211,23 @@ def rescale_instances(instances: Instances, size) -> Instances:
     boxes.clip(size)
     out.pred_boxes = boxes
     return out
+
+
+def _encode_names(names: Optional[Sequence[str]], count: int) -> torch.Tensor:
+    """(count, NAME_BYTES) uint8 zero-padded UTF-8; zeros when ``names`` is empty."""
+    out = torch.zeros((count, NAME_BYTES), dtype=torch.uint8)
+    if not names:
+        return out
+    if len(names) != count:
+        raise ValueError(f"expected {count} names, got {len(names)}: {list(names)[:5]}...")
+    for i, name in enumerate(names):
+        data = str(name).encode("utf-8")
+        if len(data) > NAME_BYTES:
+            raise ValueError(f"name {name!r} is longer than {NAME_BYTES} UTF-8 bytes")
+        out[i, : len(data)] = torch.tensor(list(data), dtype=torch.uint8)
+    return out
+
+
+def _decode_names(table: torch.Tensor) -> List[str]:
+    """Inverse of :func:`_encode_names`."""
+    return [bytes(row.tolist()).rstrip(b"\x00").decode("utf-8") for row in table.cpu()]

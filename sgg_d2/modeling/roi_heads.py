@@ -4,9 +4,15 @@ The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
 
 - ``predcls``: objects are the GT boxes with their GT labels;
 - ``sgcls``: objects are the GT boxes; labels are predicted (refined by the context);
-- ``sgdet``: objects are the detector's detections (per-class NMS, at most
-  ``TEST.DETECTIONS_PER_IMAGE``, or ``MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE`` in training),
-  assigned to GT objects by IoU >= ``MODEL.SGG.MATCH_IOU_THRESHOLD`` and equal label.
+- ``sgdet``: objects are the detector's post-NMS detections (at most
+  ``TEST.DETECTIONS_PER_IMAGE``, or ``MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE`` in training)
+  with the detector's own classes, scores (softmax including background) and class logits
+  (the context's input). A context model that re-classifies gives the final class; the
+  score stays the detector's probability of that class, and per-class NMS on the final
+  classes (``TEST.SGG.OBJECT_NMS_THRESH``) removes the copies a re-labelling creates. In
+  training, detections are assigned to GT objects by IoU >= ``MODEL.SGG.MATCH_IOU_THRESHOLD``
+  whatever their class, so the re-classification learns to correct the detector, as the
+  class it predicts is what test-time matching compares.
 
 With ``MODEL.SGG.GROUNDING.ENABLED`` (segmentation grounding, ``grounding/``) the mask head
 (``MaskTransferHead``, auxiliary classes) gives every object a mask; the hooks
@@ -29,7 +35,12 @@ from .grounding import SegmentationGrounding, build_grounding, mask_instances
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
-from .relation.postprocess import scene_graph_outputs
+from .relation.postprocess import (
+    object_predictions,
+    scene_graph_outputs,
+    suppress_duplicate_objects,
+    suppress_duplicate_triplets,
+)
 from .relation.predictor import RelationPredictor, use_frequency_bias
 from .relation.sampling import match_to_gt, pair_targets, training_pairs
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
@@ -57,6 +68,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         obj_loss_weight: float = 1.0,
         rel_loss_weight: float = 1.0,
         triplet_nms_thresh: float = 0.0,
+        object_nms_thresh: float = 0.5,
         extra_losses=(),
         grounding: Optional[SegmentationGrounding] = None,
         aux_box_predictor: Optional[torch.nn.Module] = None,
@@ -72,6 +84,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             grounding: segmentation grounding (needs the ``MaskTransferHead``), or None.
             aux_box_predictor: box predictor over the auxiliary classes (grounding: SGCls /
                 SGDet masks on auxiliary images), or None.
+            object_nms_thresh: SGDet: IoU of the per-class NMS on the final classes (<= 0: off).
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -88,6 +101,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.obj_loss_weight = obj_loss_weight
         self.rel_loss_weight = rel_loss_weight
         self.triplet_nms_thresh = triplet_nms_thresh
+        self.object_nms_thresh = object_nms_thresh
         self.extra_losses = torch.nn.ModuleList(extra_losses)
         # contrastive anchors drawn per image and side (0: none), asked for by an extra loss
         self.anchors_per_image = max(
@@ -132,6 +146,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             rel_loss_weight=sgg.REL_LOSS_WEIGHT,
             # SGDet only: the authors' code skips triplet NMS with GT boxes
             triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH if sgg.MODE == "sgdet" else 0.0,
+            object_nms_thresh=cfg.TEST.SGG.OBJECT_NMS_THRESH,
             extra_losses=build_relation_losses(cfg),
         )
         if sgg.GROUNDING.ENABLED:
@@ -146,33 +161,55 @@ class SceneGraphROIHeads(StandardROIHeads):
         with torch.no_grad():
             maps = [features[f] for f in self.box_in_features]
             feats = self.box_head(self.box_pooler(maps, [p.proposal_boxes for p in proposals]))
-            detections, _ = predictor.inference(predictor(feats), proposals)
+            predictions = predictor(feats)
+            detections, kept = predictor.inference(predictions, proposals)
+            logits = predictions[0].split([len(p) for p in proposals])
+            for det, k, lg in zip(detections, kept, logits):
+                # (N_i, C + 1) class logits of each detection's proposal, background last:
+                # the distribution the detector's class and score come from
+                det.det_logits = lg[k]
         if self.training:
             detections = [d[: self.train_detections_per_image] for d in detections]
         return detections
 
     def _objects(self, features, proposals, targets):
-        """Boxes (list of (N_i, 4)), GT labels to condition on, and GT index per object."""
+        """Boxes (list of (N_i, 4)), GT labels to condition on, GT index per object (training)
+        and, in SGDet, the detections (``Instances`` with ``pred_classes``, ``scores``,
+        ``det_logits``; else None)."""
         if self.mode == "sgdet":
             dets = self._detect(features, proposals)
             boxes = [d.pred_boxes.tensor for d in dets]
             if not self.training:
-                return boxes, None, None
+                return boxes, None, None, dets
+            # class-agnostic: the label is the context's to predict (consistent with test)
             obj_to_gt = [
                 match_to_gt(
                     d.pred_boxes.tensor,
-                    d.pred_classes,
+                    torch.zeros_like(d.pred_classes),
                     t.gt_boxes.tensor,
-                    t.gt_classes,
+                    torch.zeros_like(t.gt_classes),
                     self.match_iou_threshold,
                 )
                 for d, t in zip(dets, targets)
             ]
-            return boxes, None, obj_to_gt
+            return boxes, None, obj_to_gt, dets
         boxes = [t.gt_boxes.tensor for t in targets]
         obj_to_gt = [torch.arange(len(b), device=b.device) for b in boxes]
         gt_labels = torch.cat([t.gt_classes for t in targets]) if self.mode == "predcls" else None
-        return boxes, gt_labels, obj_to_gt
+        return boxes, gt_labels, obj_to_gt, None
+
+    def _final_objects(self, inputs: ContextInputs, out: ContextOutputs, dets):
+        """(N,) final labels and scores (``object_predictions``); in SGDet the detector's
+        scores, and its classes where the context does not re-classify."""
+        if dets is None:
+            return object_predictions(out.obj_logits, inputs.gt_labels)
+        return object_predictions(
+            out.obj_logits,
+            None,
+            torch.cat([d.det_logits for d in dets]).softmax(dim=1),
+            torch.cat([d.pred_classes for d in dets]),
+            refined=out.obj_logits is not inputs.obj_logits,
+        )
 
     def _object_features(self, features, boxes):
         """(N, D) RoI features and (N, C) detector logits over the real classes."""
@@ -244,11 +281,13 @@ class SceneGraphROIHeads(StandardROIHeads):
             raise ValueError("SceneGraphROIHeads needs targets and relations in training")
         if self.mode != "sgdet" and targets is None:
             raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
-        boxes, gt_labels, obj_to_gt = self._objects(features, proposals, targets)
+        boxes, gt_labels, obj_to_gt, dets = self._objects(features, proposals, targets)
         pairs, pair_labels, sampling = self._pairs(boxes, obj_to_gt, targets, relations)
         inputs = self._context_inputs(
             features, boxes, pairs, list(images.image_sizes), gt_labels, images.tensor, sampling
         )
+        if dets is not None:  # SGDet: the detector's own class logits, not re-derived ones
+            inputs.obj_logits = torch.cat([d.det_logits for d in dets])[:, : self.num_classes]
         if self.training:
             inputs.gt_instances = targets
             inputs.relation_predictor = self.relation_predictor
@@ -256,7 +295,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
         state = self._ground(features, boxes, inputs)
         out = self._run_context(features, boxes, pairs, inputs, state)
-        labels = gt_labels if gt_labels is not None else out.obj_logits.argmax(1)
+        labels, scores = self._final_objects(inputs, out, dets)
         rel_logits = self.relation_predictor(
             out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
         )
@@ -268,13 +307,15 @@ class SceneGraphROIHeads(StandardROIHeads):
                 gt_labels,
                 pairs,
                 rel_logits,
-                triplet_nms_thresh=self.triplet_nms_thresh,
+                objects=(labels, scores),
             )
             if state is not None:
                 self.grounding.attach_target_masks(
                     results, state, out.obj_repr, labels, self.mask_head
                 )
-            return results, {}
+            if dets is not None:
+                results = suppress_duplicate_objects(results, self.object_nms_thresh)
+            return suppress_duplicate_triplets(results, self.triplet_nms_thresh), {}
         return {}, self._losses(inputs, out, rel_logits, pair_labels)
 
     # -------------------------------------------------------------- grounding

@@ -51,3 +51,4 @@ def test_plain_models_can_share_the_joint_detector(tmp_path, capsys):
     assert sgg["DETECTOR_WEIGHTS"] == str(tmp_path / "joint_detector" / "model_final.pth")
     assert "mask_rcnn_R18_FPN_joint_detector" not in str(sgg)
     assert (tmp_path / "joint_detector" / "config.yaml").is_file()
+    assert not (tmp_path / "detector").exists()  # the plain detector is not trained

@@ -1,0 +1,113 @@
+"""demo/demo.py on bad inputs: each gives a clear message, or a counted and logged skip."""
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from sgg_d2.data.synthetic import WorldConfig, generate_world
+from sgg_d2.engine import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = str(REPO / "configs/synthetic/motifs_R18_FPN_{}.yaml")
+SMALL = ["MODEL.SGG.UNION_DIM", "32", "MODEL.SGG.CONTEXT_HIDDEN_DIM", "16"]
+
+
+def _demo_module():
+    spec = importlib.util.spec_from_file_location("sgg_demo", REPO / "demo" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny world registered through DATASETS.SGG.JSON and an (untrained) checkpoint."""
+    root = tmp_path_factory.mktemp("demo_world")
+    config = WorldConfig(num_train=4, num_val=1, num_test=2, num_mask_train=2, num_mask_val=2)
+    generate_world(str(root / "w"), config, progress=False, log=lambda _: None)
+    custom = json.dumps(
+        [
+            [
+                "demo_inputs_train",
+                str(root / "w/json/scene_graphs_train.json"),
+                str(root / "w/images"),
+            ]
+        ]
+    )
+    opts = [*SMALL, "DATASETS.SGG.JSON", custom, "DATASETS.TRAIN", '("demo_inputs_train",)']
+    torch.manual_seed(0)
+    model = build_model(load_config(CONFIG.format("sgcls"), opts))
+    DetectionCheckpointer(model, save_dir=str(root)).save("model")
+    image = sorted((root / "w" / "images").iterdir())[0]
+    # the checkpoint alone names the classes: no dataset needed below
+    return {"weights": str(root / "model.pth"), "image": image, "demo": _demo_module()}
+
+
+def run_demo(setup, tmp_path, mode, *extra, boxes=None, inputs=None):
+    args = ["--config-file", CONFIG.format(mode), "--output", str(tmp_path / "out")]
+    args += ["--input", str(inputs or setup["image"])]
+    if boxes is not None:
+        (tmp_path / "boxes.json").write_text(json.dumps({setup["image"].name: boxes}))
+        args += ["--boxes", str(tmp_path / "boxes.json")]
+    return setup["demo"].main([*args, *extra, *SMALL, "MODEL.WEIGHTS", setup["weights"]])
+
+
+def test_unreadable_image_is_skipped_and_counted(setup, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / setup["image"].name).write_bytes(setup["image"].read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a jpeg at all")
+    good = setup["image"].read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    assert run_demo(setup, tmp_path, "sgdet", inputs=folder) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 of 3 images (unreadable)" in out and "broken.jpg" in out
+    assert (tmp_path / "out" / (setup["image"].stem + ".png")).is_file()
+
+
+GOOD = {"box": [10, 10, 60, 60], "class": "ball"}
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"class": "ball"}, 'entry 1: expected {"box"'),
+        ({"box": [1, 2, 3], "class": "ball"}, '"box" must be 4 numbers'),
+        ({"box": [50, 50, 10, 10], "class": "ball"}, "x2 <= x1 or y2 <= y1"),
+        (
+            {"box": [0, 0, 500, 20], "class": "ball"},
+            "box 1 [0.0, 0.0, 500.0, 20.0] lies outside the",
+        ),
+        ({"box": [1, 2, 3, 4], "box_mode": "XYWHA", "class": "ball"}, "box_mode 'XYWHA'"),
+        ({"box": [10, 10, 40, 40], "class": "blob"}, "unknown class 'blob'"),
+    ],
+)
+def test_bad_boxes_entries_name_image_and_entry(setup, tmp_path, entry, message):
+    with pytest.raises(SystemExit) as err:
+        run_demo(setup, tmp_path, "predcls", boxes=[GOOD, entry])
+    assert message in str(err.value) and setup["image"].name in str(err.value)
+
+
+def test_xywh_entries_and_unknown_class_notice_in_sgcls(setup, tmp_path, caplog):
+    boxes = [GOOD, {"box": [70, 20, 30, 40], "box_mode": "XYWH", "class": "blob"}]
+    with caplog.at_level(logging.WARNING, logger="sgg_d2.demo"):
+        assert run_demo(setup, tmp_path, "sgcls", boxes=boxes) == 0
+    assert "unknown class 'blob'" in caplog.text
+    graph = json.loads((tmp_path / "out" / (setup["image"].stem + ".json")).read_text())
+    assert [o["box"] for o in graph["objects"]] == [[10, 10, 60, 60], [70, 20, 100, 60]]
+
+
+def test_boxes_in_sgdet_and_missing_weights_are_refused(setup, tmp_path):
+    with pytest.raises(SystemExit, match="sgdet detects its own objects"):
+        run_demo(setup, tmp_path, "sgdet", boxes=[GOOD])
+    args = ["--config-file", CONFIG.format("sgdet"), "--input", str(setup["image"])]
+    with pytest.raises(SystemExit, match="MODEL.WEIGHTS is empty.*--random-weights"):
+        setup["demo"].main([*args, "--output", str(tmp_path), *SMALL, "MODEL.WEIGHTS", ""])
+    with pytest.raises(SystemExit, match="MODEL.WEIGHTS: no such file"):
+        setup["demo"].main([*args, "--output", str(tmp_path), "MODEL.WEIGHTS", "nope.pth"])
