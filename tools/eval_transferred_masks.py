@@ -22,6 +22,14 @@ detector's mask head on its box; its mask is the transfer to its class, pasted i
 image (threshold 0.5). Scores: pycocotools ``COCOeval`` (``segm``) against the exact masks.
 ``--png-dir``: the first ``--num-png`` test images as PNGs (image | GT masks | PredCls
 transferred masks of the first option), one colour per object.
+
+With ``--relation-config`` / ``--relation-weights`` (a trained grounded relation model), the
+scored masks are that model's output ``pred_masks`` in each mode instead (options
+``refined`` and ``unrefined``: ``REFINE_AT_TEST`` on / off; the PNGs show the refined ones):
+
+    python tools/eval_transferred_masks.py --config <joint detector config> --weights "" \
+        --relation-config configs/synthetic/motifs_grounded_R18_FPN_sgcls.yaml \
+        --relation-weights output/synthetic/motifs_grounded_sgcls/model_final.pth
 """
 
 import argparse
@@ -70,7 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--png-dir", default="")
     p.add_argument("--num-png", type=int, default=4)
     p.add_argument("--out", default="", help="write the table as JSON here")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
+    p.add_argument("--relation-config", default="", help="grounded relation model config")
+    p.add_argument("--relation-weights", default="", help="its trained weights")
+    p.add_argument("--opts", nargs="*", default=[], help="config overrides KEY VALUE ...")
     return p.parse_args(argv)
 
 
@@ -213,6 +223,44 @@ def save_png(path, image_rgb, gt_masks, pred_masks):
     ).save(path)
 
 
+@torch.no_grad()
+def relation_model_results(args, dicts, gt, mapper):
+    """COCO results of a grounded relation model's ``pred_masks`` per mode, refined and not."""
+    import pycocotools.mask as mask_util
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.data import detection_utils as utils
+
+    from sgg_d2.engine import SceneGraphTrainer
+
+    results = {}
+    for mode in args.modes:
+        cfg = load_cfg(args.relation_config, ["MODEL.SGG.MODE", mode, *args.opts])
+        model = SceneGraphTrainer.build_model(cfg).eval()
+        DetectionCheckpointer(model).load(args.relation_weights)
+        for refined in (True, False):
+            model.roi_heads.grounding.refine_at_test = refined
+            key = (mode, "refined" if refined else "unrefined")
+            results[key] = []
+            for i, d in enumerate(dicts):
+                x = mapper(dict(d))
+                inst = model([x])[0]["instances"].to("cpu")
+                masks = inst.pred_masks.numpy()
+                if args.png_dir and i < args.num_png and mode == "predcls" and refined:
+                    gtm = [
+                        mask_util.decode(a["segmentation"]) > 0
+                        for a in gt["annotations"]
+                        if a["image_id"] == i
+                    ]
+                    image = utils.read_image(d["file_name"], format="RGB")
+                    save_png(os.path.join(args.png_dir, f"{i:03d}_refined.png"), image, gtm, masks)
+                for m, c, s in zip(masks, inst.pred_classes.tolist(), inst.scores.tolist()):
+                    rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+                    results[key].append(
+                        {"image_id": i, "category_id": c + 1, "segmentation": rle, "score": s}
+                    )
+    return results
+
+
 def main(argv=None):
     import pycocotools.mask as mask_util
     from detectron2.checkpoint import DetectionCheckpointer
@@ -227,7 +275,7 @@ def main(argv=None):
     cfg = load_cfg(args.config, args.opts)
     g = load_cfg(args.grounded_config, []).MODEL.SGG.GROUNDING
     model = SceneGraphTrainer.build_model(cfg).eval()
-    if args.weights:
+    if args.weights and not args.relation_config:
         DetectionCheckpointer(model).load(args.weights)
     dicts = DatasetCatalog.get(args.dataset)
     if args.max_images:
@@ -242,7 +290,9 @@ def main(argv=None):
     results = {(m, "/".join(o)): [] for m in args.modes for o in options}
     if args.png_dir:
         os.makedirs(args.png_dir, exist_ok=True)
-    for i, d in enumerate(dicts):
+    if args.relation_config:
+        results = relation_model_results(args, dicts, gt, mapper)
+    for i, d in enumerate(dicts if not args.relation_config else []):
         x = mapper(dict(d))
         x["source"] = "target"
         size_out = (d["height"], d["width"])
