@@ -53,27 +53,30 @@ class SubgraphToObject(nn.Module):
         """
         s, c, p, _ = maps.shape
         flat = maps.flatten(2).transpose(1, 2)  # (S, U, C)
-        keys, values = self.key(flat), self.value(flat)  # (S, U, d), (S, U, H)
-        q = self.query(x)
-        scale = math.sqrt(q.shape[1])
-        msgs: List[torch.Tensor] = []
+        # <W_q x + b_q, W_k F(u) + b_k> = <W_k^T (W_q x + b_q), F(u)> + a per-object constant
+        # that the softmax over (k, u) cancels: no per-location key projection is needed.
+        q = self.query(x) @ self.key.weight  # (N, C)
+        scale = math.sqrt(self.query.out_features)
+        pooled = x.new_zeros((len(x), c))
         atts: List[torch.Tensor] = []
         obj_start = sub_start = 0
         for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
             i = links.obj_index[rows] - obj_start
             g = links.sub_index[rows] - sub_start
-            logits = torch.einsum(
-                "nd,sud->nsu", q[obj_start : obj_start + n], keys[sub_start : sub_start + k]
-            )
+            f_img = flat[sub_start : sub_start + k]
+            logits = torch.einsum("nc,suc->nsu", q[obj_start : obj_start + n], f_img)
             linked = torch.zeros((n, k, 1), dtype=torch.bool, device=maps.device)
             linked[i, g] = True
             weight = (logits / scale).masked_fill(~linked, float("-inf"))
-            weight = weight.flatten(1).softmax(dim=1).nan_to_num(0.0).reshape(n, k, p * p)
-            msgs.append(torch.einsum("nsu,suh->nh", weight, values[sub_start : sub_start + k]))
-            atts.append(weight[i, g])
+            weight = weight.flatten(1).softmax(dim=1).nan_to_num(0.0)  # (n, k * U)
+            # sum_{k,u} a W_v F = W_v sum_{k,u} a F (the weights sum to 1): value applied once
+            pooled[obj_start : obj_start + n] = weight @ f_img.reshape(k * p * p, c)
+            atts.append(weight.reshape(n, k, p * p)[i, g])
             obj_start += n
             sub_start += k
-        msg = torch.cat(msgs) if msgs else x.new_zeros((0, self.value.out_features))
+        has_link = torch.zeros(len(x), 1, dtype=x.dtype, device=x.device)
+        has_link[links.obj_index] = 1.0
+        msg = self.value(pooled) * has_link  # 0 for an object without subgraphs
         att = torch.cat(atts) if atts else x.new_zeros((0, p * p))
         return msg, att.reshape(-1, p, p)
 
