@@ -18,12 +18,12 @@ Rule, applied to absolute ``XYXY`` boxes in image pixels:
 
 import logging
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 from detectron2.structures import BoxMode
 
-from ._checks import DatasetFormatError
+from ._checks import DEGENERATE_RULES, DatasetFormatError, check_degenerate_rule
 
 __all__ = [
     "DEGENERATE_RULES",
@@ -35,11 +35,11 @@ __all__ = [
     "reindex_relations",
     "sanitize_image_boxes",
     "make_record",
+    "SplitRecords",
 ]
 
 logger = logging.getLogger(__name__)
 
-DEGENERATE_RULES = ("enlarge", "drop", "error")
 ArrayOrScalar = Union[np.ndarray, float]
 
 
@@ -64,13 +64,6 @@ class BoxStats:
                 rule,
                 extra,
             )
-
-
-def check_degenerate_rule(rule: str) -> str:
-    """Validate the ``degenerate_boxes`` option."""
-    if rule not in DEGENERATE_RULES:
-        raise ValueError(f"degenerate_boxes is {rule!r}; valid values are {DEGENERATE_RULES}")
-    return rule
 
 
 def clip_to_image(
@@ -225,3 +218,47 @@ def make_record(
         "annotations": annotations,
         "relations": np.asarray(relations, dtype=np.int64).reshape(-1, 3),
     }
+
+
+class SplitRecords:
+    """The dataset dicts of one split, built under the box rule, and their log lines.
+
+    Shared by the loaders that read one annotation file per split: each image goes
+    through :meth:`skip` (optional filter of images without relations) and :meth:`add`
+    (:func:`make_record`); :meth:`finish` logs the split's summary and returns the dicts.
+
+    Args:
+        label: the split's name in log lines, e.g. ``"VRD (annotations_test.json)"``.
+        rule: the ``degenerate_boxes`` rule (checked).
+        filter_empty_relations: :meth:`skip` drops images without relations (counted).
+    """
+
+    def __init__(self, label: str, rule: str, filter_empty_relations: bool = False):
+        self.label = label
+        self.rule = check_degenerate_rule(rule)
+        self.filter_empty_relations = filter_empty_relations
+        self.stats = BoxStats()
+        self.records: List[dict] = []
+        self.empty = 0
+
+    def skip(self, relations: np.ndarray) -> bool:
+        """True (and counted) when ``relations`` (R, 3) is empty and such images are dropped."""
+        if len(relations) == 0 and self.filter_empty_relations:
+            self.empty += 1
+            return True
+        return False
+
+    def add(self, *record: Any, where: str, extras: Optional[list] = None) -> None:
+        """Append :func:`make_record` of ``record`` (``file_name, image_id, width, height,
+        boxes (N, 4), classes (N,), relations (R, 3)``) under this split's rule."""
+        self.records.append(
+            make_record(*record, rule=self.rule, where=where, stats=self.stats, extras=extras)
+        )
+
+    def finish(self) -> List[dict]:
+        """Log the box fixes, the dropped and the loaded images; return the dicts."""
+        self.stats.log(self.label, self.rule)
+        if self.filter_empty_relations:
+            logger.info("%s: %d images without relations dropped", self.label, self.empty)
+        logger.info("%s: %d images loaded", self.label, len(self.records))
+        return self.records

@@ -5,10 +5,11 @@ missing file names the option that pointed to it, a malformed file names the fil
 offending key, id or index.
 """
 
+import inspect
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from PIL import Image
@@ -16,10 +17,14 @@ from PIL import Image
 __all__ = [
     "DatasetFormatError",
     "require_file",
+    "require_keys",
     "load_json_file",
     "image_size",
     "resolve_train_split",
     "register_lazy",
+    "DEGENERATE_RULES",
+    "check_degenerate_rule",
+    "register_split",
 ]
 
 logger = logging.getLogger(__name__)
@@ -28,6 +33,9 @@ logger = logging.getLogger(__name__)
 # ``read_image`` has applied them.
 _EXIF_ORIENTATION_TAG = 0x0112
 _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+# Values of the loaders' ``degenerate_boxes`` option (rules in :mod:`._boxes`).
+DEGENERATE_RULES = ("enlarge", "drop", "error")
 
 
 class DatasetFormatError(ValueError):
@@ -47,6 +55,17 @@ def require_file(path: str, option: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{option}: no such file: {path}")
     return path
+
+
+def require_keys(entry: Any, keys: Sequence[str], where: str) -> None:
+    """Check that ``entry`` is a dict holding every key of ``keys``.
+
+    Raises:
+        DatasetFormatError: ``"<where>: missing key(s) <k1>, <k2>"``.
+    """
+    missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+    if missing:
+        raise DatasetFormatError(f"{where}: missing key(s) {', '.join(missing)}")
 
 
 def load_json_file(path: str, option: str) -> Any:
@@ -76,6 +95,13 @@ def image_size(path: str) -> Tuple[int, int]:
     if orientation in _TRANSPOSING_ORIENTATIONS:
         width, height = height, width
     return width, height
+
+
+def check_degenerate_rule(rule: str) -> str:
+    """Validate the ``degenerate_boxes`` option."""
+    if rule not in DEGENERATE_RULES:
+        raise ValueError(f"degenerate_boxes is {rule!r}; valid values are {DEGENERATE_RULES}")
+    return rule
 
 
 def resolve_train_split(name: str, train_split: Optional[str]) -> str:
@@ -110,3 +136,50 @@ def register_lazy(name: str, loader: Callable[[], List[Dict]], metadata: Dict[st
     DatasetCatalog.register(name, loader)
     MetadataCatalog.get(name).set(**metadata)
     logger.debug("Registered dataset %s", name)
+
+
+def register_split(
+    name: str,
+    loader: Callable[..., List[Dict]],
+    classes: Tuple[List[str], List[str]],
+    evaluator_type: str,
+    image_root: str,
+    *,
+    train_split: Optional[str] = None,
+    metadata: Optional[Dict[str, Any]] = None,
+    **options: Any,
+) -> None:
+    """Register ``loader(**options)`` under ``name`` (lazily) with scene-graph metadata.
+
+    The common part of every ``register_*`` function of the loaders.
+
+    Args:
+        name: dataset name.
+        loader: loads the split when called with ``options`` (its file arguments bound).
+        classes: ``(thing_classes, predicate_classes)``, set as metadata.
+        evaluator_type, image_root: set as metadata.
+        train_split: matching training split; default derived from ``name`` by
+            :func:`resolve_train_split`.
+        metadata: extra metadata to set (e.g. ``dataset_root``); wins over the above.
+        options: keyword options of ``loader``; checked now (an unknown name is a
+            ``TypeError``, a bad ``degenerate_boxes`` a ``ValueError``).
+
+    Raises:
+        ValueError: ``name`` is already registered (see :func:`register_lazy`).
+    """
+    signature = inspect.signature(loader)
+    signature.bind_partial(**options)
+    default_rule = signature.parameters["degenerate_boxes"].default
+    check_degenerate_rule(options.get("degenerate_boxes", default_rule))
+    register_lazy(
+        name,
+        lambda: loader(**options),
+        {
+            "thing_classes": classes[0],
+            "predicate_classes": classes[1],
+            "evaluator_type": evaluator_type,
+            "train_split": resolve_train_split(name, train_split),
+            "image_root": image_root,
+            **(metadata or {}),
+        },
+    )

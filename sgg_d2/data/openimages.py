@@ -8,24 +8,22 @@ classes / 30 predicates) and the V4 subset (57 / 9) differ only in that file. Im
 ``<image_root>/<img_fn>.jpg``; ``image_id`` is ``img_fn``.
 """
 
-import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from ._boxes import BoxStats, check_degenerate_rule, make_record
+from ._boxes import SplitRecords
 from ._checks import (
     DatasetFormatError,
     load_json_file,
-    register_lazy,
+    register_split,
     require_file,
-    resolve_train_split,
+    require_keys,
 )
 
 __all__ = ["load_openimages", "register_openimages", "load_openimages_classes"]
-
-logger = logging.getLogger(__name__)
 
 _ENTRY_KEYS = ("img_fn", "img_size", "bbox", "det_labels", "rel")
 
@@ -33,19 +31,13 @@ _ENTRY_KEYS = ("img_fn", "img_size", "bbox", "det_labels", "rel")
 def load_openimages_classes(categories_file: str) -> Tuple[List[str], List[str]]:
     """Object and predicate names from ``categories_dict.json`` (keys ``obj``, ``rel``)."""
     cats = load_json_file(categories_file, "categories_file")
-    missing = [k for k in ("obj", "rel") if not isinstance(cats, dict) or k not in cats]
-    if missing:
-        raise DatasetFormatError(
-            f"categories_file {categories_file}: missing key(s) {', '.join(missing)}"
-        )
+    require_keys(cats, ("obj", "rel"), f"categories_file {categories_file}")
     return list(cats["obj"]), list(cats["rel"])
 
 
 def _parse_entry(entry: Any, num_classes: int, num_predicates: int, where: str):
     """Boxes (N, 4), labels (N,), relations (R, 3) and size of one annotation entry."""
-    missing = [k for k in _ENTRY_KEYS if not isinstance(entry, dict) or k not in entry]
-    if missing:
-        raise DatasetFormatError(f"{where}: missing key(s) {', '.join(missing)}")
+    require_keys(entry, _ENTRY_KEYS, where)
     try:
         boxes = np.asarray(entry["bbox"], dtype=np.float64).reshape(-1, 4)
         labels = np.asarray(entry["det_labels"], dtype=np.int64).reshape(-1)
@@ -91,38 +83,19 @@ def load_openimages(
     Returns:
         list of dicts (data contract), in file order.
     """
-    check_degenerate_rule(degenerate_boxes)
+    label = f"OpenImages ({os.path.basename(annotation_file)})"
+    split = SplitRecords(label, degenerate_boxes, filter_empty_relations)
     data = load_json_file(annotation_file, "annotation_file")
     if not isinstance(data, list):
         raise DatasetFormatError(f"annotation_file {annotation_file}: expected a JSON list")
-    stats, dataset_dicts, empty = BoxStats(), [], 0
     for k, entry in enumerate(data):
         fn = entry.get("img_fn") if isinstance(entry, dict) else None
         where = f"annotation_file {annotation_file}, entry {k} (img_fn {fn!r})"
         boxes, labels, rels, width, height = _parse_entry(entry, num_classes, num_predicates, where)
-        if len(rels) == 0 and filter_empty_relations:
-            empty += 1
-            continue
-        dataset_dicts.append(
-            make_record(
-                os.path.join(image_root, f"{fn}.jpg"),
-                str(fn),
-                width,
-                height,
-                boxes,
-                labels,
-                rels,
-                rule=degenerate_boxes,
-                where=where,
-                stats=stats,
-            )
-        )
-    label = f"OpenImages ({os.path.basename(annotation_file)})"
-    stats.log(label, degenerate_boxes)
-    if filter_empty_relations:
-        logger.info("%s: %d images without relations dropped", label, empty)
-    logger.info("%s: %d images loaded", label, len(dataset_dicts))
-    return dataset_dicts
+        if not split.skip(rels):
+            file_name = os.path.join(image_root, f"{fn}.jpg")
+            split.add(file_name, str(fn), width, height, boxes, labels, rels, where=where)
+    return split.finish()
 
 
 def register_openimages(
@@ -130,11 +103,7 @@ def register_openimages(
     annotation_file: str,
     categories_file: str,
     image_root: str,
-    *,
-    degenerate_boxes: str = "enlarge",
-    filter_empty_relations: bool = False,
-    train_split: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
+    **options: Any,
 ) -> None:
     """Register an OpenImages relationship split (lazy; evaluator type ``"openimages_sg"``).
 
@@ -142,28 +111,13 @@ def register_openimages(
         name: dataset name, e.g. ``"openimages_v6_train"``.
         annotation_file, image_root: as in :func:`load_openimages`.
         categories_file: ``categories_dict.json`` (V6 or V4 subset).
-        train_split: matching training split; default derived from ``name``.
-        metadata: extra metadata to set (e.g. ``dataset_root``).
+        options: ``train_split`` (the matching training split; default derived from
+            ``name``: ``*_test``/``*_val`` -> ``*_train``, else ``name``), ``metadata``
+            (extra metadata, e.g. ``dataset_root``) and the keyword options of
+            :func:`load_openimages` (``degenerate_boxes``, ``filter_empty_relations``),
+            all checked now.
     """
     require_file(annotation_file, "annotation_file")
-    thing_classes, predicate_classes = load_openimages_classes(categories_file)
-    check_degenerate_rule(degenerate_boxes)
-    register_lazy(
-        name,
-        lambda: load_openimages(
-            annotation_file,
-            image_root,
-            len(thing_classes),
-            len(predicate_classes),
-            degenerate_boxes=degenerate_boxes,
-            filter_empty_relations=filter_empty_relations,
-        ),
-        {
-            "thing_classes": thing_classes,
-            "predicate_classes": predicate_classes,
-            "evaluator_type": "openimages_sg",
-            "train_split": resolve_train_split(name, train_split),
-            "image_root": image_root,
-            **(metadata or {}),
-        },
-    )
+    classes = load_openimages_classes(categories_file)
+    load = partial(load_openimages, annotation_file, image_root, *map(len, classes))
+    register_split(name, load, classes, "openimages_sg", image_root, **options)

@@ -15,32 +15,24 @@ annotation ids of the same image. Uncompressed RLE (``counts`` as a list) is con
 compressed RLE, as Detectron2's COCO loader does.
 """
 
-import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ._boxes import BoxStats, check_degenerate_rule, make_record
-from ._checks import DatasetFormatError, load_json_file, register_lazy, resolve_train_split
+from ._boxes import SplitRecords
+from ._checks import DatasetFormatError, load_json_file, register_split, require_keys
 
 __all__ = ["load_scene_graph_json", "register_scene_graph_json", "read_scene_graph_json_classes"]
-
-logger = logging.getLogger(__name__)
 
 _TOP_KEYS = ("categories", "predicate_categories", "images", "annotations", "relations")
 
 
-def _require(entry: Any, keys: Tuple[str, ...], where: str) -> None:
-    missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
-    if missing:
-        raise DatasetFormatError(f"{where}: missing key(s) {', '.join(missing)}")
-
-
 def _read(json_file: str) -> Dict[str, Any]:
     data = load_json_file(json_file, "json_file")
-    _require(data, _TOP_KEYS, f"json_file {json_file}")
+    require_keys(data, _TOP_KEYS, f"json_file {json_file}")
     for key in _TOP_KEYS:
         if not isinstance(data[key], list):
             raise DatasetFormatError(
@@ -54,7 +46,7 @@ def _id_map(entries: List[Dict], key: str, json_file: str) -> Tuple[Dict[Any, in
     """``{id: 0-based index}`` and the names, in list order."""
     index: Dict[Any, int] = {}
     for k, entry in enumerate(entries):
-        _require(entry, ("id", "name"), f"json_file {json_file}: {key}[{k}]")
+        require_keys(entry, ("id", "name"), f"json_file {json_file}: {key}[{k}]")
         if entry["id"] in index:
             raise DatasetFormatError(f"json_file {json_file}: {key} id {entry['id']} repeated")
         index[entry["id"]] = k
@@ -78,7 +70,7 @@ def _collect_annotations(data, images, categories, json_file):
         where = (
             f"json_file {json_file}: annotation id {ann.get('id') if isinstance(ann, dict) else k}"
         )
-        _require(ann, ("id", "image_id", "category_id", "bbox"), where)
+        require_keys(ann, ("id", "image_id", "category_id", "bbox"), where)
         if ann["id"] in location:
             raise DatasetFormatError(f"{where}: annotation id repeated")
         if ann["image_id"] not in per_image:
@@ -110,7 +102,7 @@ def _collect_relations(data, location, predicates, images, json_file) -> Dict[An
     per_image: Dict[Any, List] = {image_id: [] for image_id in images}
     for k, rel in enumerate(data["relations"]):
         where = f"json_file {json_file}: relations[{k}]"
-        _require(rel, ("image_id", "subject_id", "object_id", "predicate_id"), where)
+        require_keys(rel, ("image_id", "subject_id", "object_id", "predicate_id"), where)
         image_id = rel["image_id"]
         if image_id not in per_image:
             raise DatasetFormatError(f"{where}: unknown image id {image_id}")
@@ -146,13 +138,13 @@ def load_scene_graph_json(
         image_root: folder that ``file_name`` is relative to.
         degenerate_boxes: zero-area box rule (see :mod:`sgg_d2.data._boxes`).
     """
-    check_degenerate_rule(degenerate_boxes)
+    split = SplitRecords(f"scene-graph JSON ({os.path.basename(json_file)})", degenerate_boxes)
     data = _read(json_file)
     categories, _ = _id_map(data["categories"], "categories", json_file)
     predicates, _ = _id_map(data["predicate_categories"], "predicate_categories", json_file)
     images: Dict[Any, Dict] = {}
     for k, image in enumerate(data["images"]):
-        _require(
+        require_keys(
             image, ("id", "file_name", "width", "height"), f"json_file {json_file}: images[{k}]"
         )
         if image["id"] in images:
@@ -160,38 +152,27 @@ def load_scene_graph_json(
         images[image["id"]] = image
     annotations, location = _collect_annotations(data, images, categories, json_file)
     relations = _collect_relations(data, location, predicates, images, json_file)
-    stats, dataset_dicts = BoxStats(), []
     for image_id, image in images.items():
         boxes, classes, extras = annotations[image_id]
-        dataset_dicts.append(
-            make_record(
-                os.path.join(image_root, image["file_name"]),
-                image_id,
-                image["width"],
-                image["height"],
-                np.array(boxes, dtype=np.float64).reshape(-1, 4),
-                np.array(classes, dtype=np.int64),
-                np.array(relations[image_id], dtype=np.int64).reshape(-1, 3),
-                rule=degenerate_boxes,
-                where=f"json_file {json_file}: image id {image_id}",
-                stats=stats,
-                extras=extras,
-            )
+        split.add(
+            os.path.join(image_root, image["file_name"]),
+            image_id,
+            image["width"],
+            image["height"],
+            np.array(boxes, dtype=np.float64).reshape(-1, 4),
+            np.array(classes, dtype=np.int64),
+            np.array(relations[image_id], dtype=np.int64).reshape(-1, 3),
+            where=f"json_file {json_file}: image id {image_id}",
+            extras=extras,
         )
-    label = f"scene-graph JSON ({os.path.basename(json_file)})"
-    stats.log(label, degenerate_boxes)
-    logger.info("%s: %d images loaded", label, len(dataset_dicts))
-    return dataset_dicts
+    return split.finish()
 
 
 def register_scene_graph_json(
     name: str,
     json_file: str,
     image_root: str,
-    *,
-    degenerate_boxes: str = "enlarge",
-    train_split: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
+    **options: Any,
 ) -> None:
     """Register a scene-graph JSON split under ``name`` in one call (loaded lazily).
 
@@ -201,21 +182,11 @@ def register_scene_graph_json(
     Args:
         name: dataset name, e.g. ``"my_data_train"``.
         json_file, image_root: as in :func:`load_scene_graph_json`.
-        train_split: matching training split; default derived from ``name``
-            (``*_test``/``*_val`` -> ``*_train``, else ``name``).
-        metadata: extra metadata to set (e.g. ``dataset_root``).
+        options: ``train_split`` (the matching training split; default derived from
+            ``name``: ``*_test``/``*_val`` -> ``*_train``, else ``name``), ``metadata``
+            (extra metadata, e.g. ``dataset_root``) and the keyword options of
+            :func:`load_scene_graph_json` (``degenerate_boxes``), all checked now.
     """
-    thing_classes, predicate_classes = read_scene_graph_json_classes(json_file)
-    check_degenerate_rule(degenerate_boxes)
-    register_lazy(
-        name,
-        lambda: load_scene_graph_json(json_file, image_root, degenerate_boxes=degenerate_boxes),
-        {
-            "thing_classes": thing_classes,
-            "predicate_classes": predicate_classes,
-            "evaluator_type": "scene_graph",
-            "train_split": resolve_train_split(name, train_split),
-            "image_root": image_root,
-            **(metadata or {}),
-        },
-    )
+    classes = read_scene_graph_json_classes(json_file)
+    load = partial(load_scene_graph_json, json_file, image_root)
+    register_split(name, load, classes, "scene_graph", image_root, **options)

@@ -23,6 +23,7 @@ preprocessing:
 import logging
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -30,7 +31,7 @@ from detectron2.structures import Boxes, BoxMode
 from detectron2.structures.boxes import matched_pairwise_iou
 
 from ._boxes import BoxStats, check_degenerate_rule, clip_to_image, degenerate_mask, enlarge_boxes
-from ._checks import DatasetFormatError, register_lazy, require_file, resolve_train_split
+from ._checks import DatasetFormatError, register_split, require_file, resolve_train_split
 from ._vg_h5 import load_image_data, load_vg_classes, read_vg_h5, validate_vg_h5
 
 __all__ = ["load_visual_genome", "register_visual_genome"]
@@ -259,38 +260,26 @@ def register_visual_genome(
     image_root: str,
     split: str,
     *,
-    box_scale: int = 1024,
-    filter_empty_relations: bool = True,
-    filter_non_overlap: bool = False,
-    val_size: int = 5000,
-    num_images: int = -1,
-    degenerate_boxes: str = "enlarge",
     train_split: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
+    **options: Any,
 ) -> None:
     """Register a VG150-format split under ``name`` (loaded lazily).
 
     The class lists are read now (from ``dicts_file``) so that metadata is available
-    before loading. Options as in :func:`load_visual_genome`; in addition:
+    before loading. Files and ``split`` as in :func:`load_visual_genome`; in addition:
 
     Args:
         train_split: registered name of the matching training split (statistics and
             zero-shot sets); default: derived from ``name`` (``*_val``/``*_test`` ->
             ``*_train``), or ``name`` itself when ``split == "train"``.
-        metadata: extra metadata to set (e.g. ``dataset_root``).
+        options: ``metadata`` (extra metadata, e.g. ``dataset_root``) and the keyword
+            options of :func:`load_visual_genome` (``box_scale``,
+            ``filter_empty_relations``, ``filter_non_overlap``, ``val_size``,
+            ``num_images``, ``degenerate_boxes``), all checked now.
     """
     for path, option in ((h5_file, "h5_file"), (image_data_file, "image_data_file")):
         require_file(path, option)
-    thing_classes, predicate_classes = load_vg_classes(dicts_file)
-    options = dict(
-        box_scale=box_scale,
-        filter_empty_relations=filter_empty_relations,
-        filter_non_overlap=filter_non_overlap,
-        val_size=val_size,
-        num_images=num_images,
-        degenerate_boxes=degenerate_boxes,
-    )
-    check_degenerate_rule(degenerate_boxes)
+    classes = load_vg_classes(dicts_file)
     train_name = (
         (train_split or name) if split == "train" else resolve_train_split(name, train_split)
     )
@@ -298,17 +287,8 @@ def register_visual_genome(
         logger.warning(
             "%s: %s split registered as its own train_split (pass train_split)", name, split
         )
-    register_lazy(
-        name,
-        lambda: load_visual_genome(
-            h5_file, dicts_file, image_data_file, image_root, split, **options
-        ),
-        {
-            "thing_classes": thing_classes,
-            "predicate_classes": predicate_classes,
-            "evaluator_type": "scene_graph",
-            "train_split": train_name,
-            "image_root": image_root,
-            **(metadata or {}),
-        },
+    files = (h5_file, dicts_file, image_data_file, image_root, split)
+    load = partial(load_visual_genome, *files)
+    register_split(
+        name, load, classes, "scene_graph", image_root, train_split=train_name, **options
     )

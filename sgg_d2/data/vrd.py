@@ -11,25 +11,16 @@ loader reads each image's header (a missing image is an error naming the file). 
 ``image_id`` is the file name without its extension (images may be .jpg, .png or .gif).
 """
 
-import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from ._boxes import BoxStats, check_degenerate_rule, make_record
-from ._checks import (
-    DatasetFormatError,
-    image_size,
-    load_json_file,
-    register_lazy,
-    require_file,
-    resolve_train_split,
-)
+from ._boxes import SplitRecords
+from ._checks import DatasetFormatError, image_size, load_json_file, register_split, require_file
 
 __all__ = ["load_vrd", "register_vrd", "load_vrd_classes"]
-
-logger = logging.getLogger(__name__)
 
 
 def load_vrd_classes(objects_file: str, predicates_file: str) -> Tuple[List[str], List[str]]:
@@ -104,16 +95,15 @@ def load_vrd(
     Returns:
         list of dicts (data contract), in the order of the file's keys.
     """
-    check_degenerate_rule(degenerate_boxes)
+    label = f"VRD ({os.path.basename(annotation_file)})"
+    split, seen = SplitRecords(label, degenerate_boxes, filter_empty_relations), {}
     data = load_json_file(annotation_file, "annotation_file")
     if not isinstance(data, dict):
         raise DatasetFormatError(f"annotation_file {annotation_file}: expected a JSON object")
-    stats, dataset_dicts, seen, empty = BoxStats(), [], {}, 0
     for key, relations in data.items():
         where = f"annotation_file {annotation_file}, image {key!r}"
         objects, triples = _parse_image(relations, num_classes, num_predicates, where)
-        if len(triples) == 0 and filter_empty_relations:
-            empty += 1
+        if split.skip(triples):
             continue
         image_id = os.path.splitext(key)[0]
         if image_id in seen:
@@ -124,26 +114,10 @@ def load_vrd(
         seen[image_id] = key
         file_name = os.path.join(image_root, key)
         width, height = image_size(file_name)
-        dataset_dicts.append(
-            make_record(
-                file_name,
-                image_id,
-                width,
-                height,
-                objects[:, 1:],
-                objects[:, 0],
-                triples,
-                rule=degenerate_boxes,
-                where=where,
-                stats=stats,
-            )
+        split.add(
+            file_name, image_id, width, height, objects[:, 1:], objects[:, 0], triples, where=where
         )
-    label = f"VRD ({os.path.basename(annotation_file)})"
-    stats.log(label, degenerate_boxes)
-    if filter_empty_relations:
-        logger.info("%s: %d images without relations dropped", label, empty)
-    logger.info("%s: %d images loaded", label, len(dataset_dicts))
-    return dataset_dicts
+    return split.finish()
 
 
 def register_vrd(
@@ -152,11 +126,7 @@ def register_vrd(
     image_root: str,
     objects_file: str,
     predicates_file: str,
-    *,
-    degenerate_boxes: str = "enlarge",
-    filter_empty_relations: bool = False,
-    train_split: Optional[str] = None,
-    metadata: Optional[Dict[str, Any]] = None,
+    **options: Any,
 ) -> None:
     """Register a VRD split under ``name`` (loaded lazily; evaluator type ``"vrd"``).
 
@@ -164,29 +134,12 @@ def register_vrd(
         name: dataset name, e.g. ``"vrd_train"``.
         annotation_file, image_root: as in :func:`load_vrd`.
         objects_file, predicates_file: the VRD class lists (JSON lists of names).
-        train_split: matching training split; default derived from ``name``
-            (``*_test``/``*_val`` -> ``*_train``, else ``name``).
-        metadata: extra metadata to set (e.g. ``dataset_root``).
+        options: ``train_split`` (the matching training split; default derived from
+            ``name``: ``*_test``/``*_val`` -> ``*_train``, else ``name``), ``metadata``
+            (extra metadata, e.g. ``dataset_root``) and the keyword options of
+            :func:`load_vrd` (``degenerate_boxes``, ``filter_empty_relations``), all checked now.
     """
     require_file(annotation_file, "annotation_file")
-    thing_classes, predicate_classes = load_vrd_classes(objects_file, predicates_file)
-    check_degenerate_rule(degenerate_boxes)
-    register_lazy(
-        name,
-        lambda: load_vrd(
-            annotation_file,
-            image_root,
-            len(thing_classes),
-            len(predicate_classes),
-            degenerate_boxes=degenerate_boxes,
-            filter_empty_relations=filter_empty_relations,
-        ),
-        {
-            "thing_classes": thing_classes,
-            "predicate_classes": predicate_classes,
-            "evaluator_type": "vrd",
-            "train_split": resolve_train_split(name, train_split),
-            "image_root": image_root,
-            **(metadata or {}),
-        },
-    )
+    classes = load_vrd_classes(objects_file, predicates_file)
+    load = partial(load_vrd, annotation_file, image_root, *map(len, classes))
+    register_split(name, load, classes, "vrd", image_root, **options)
