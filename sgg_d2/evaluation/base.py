@@ -98,6 +98,16 @@ class RelationEvaluatorBase(DatasetEvaluator, abc.ABC):
         self._predictions: List[Dict[str, Any]] = []
         self._logger = logging.getLogger(__name__)
 
+    @classmethod
+    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
+        """Constructor arguments of a ``@configurable`` subclass: the dataset, the output
+        folder and ``TEST.SGG.IOU_THRESHOLD``; the other arguments keep their defaults."""
+        return {
+            "dataset_name": dataset_name,
+            "output_dir": output_dir,
+            "iou_threshold": cfg.TEST.SGG.IOU_THRESHOLD,
+        }
+
     @abc.abstractmethod
     def settings(self) -> Dict[str, Any]:
         """Keyword arguments (besides dataset and output_dir) that rebuild this evaluator."""

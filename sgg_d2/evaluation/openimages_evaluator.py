@@ -61,14 +61,6 @@ class OpenImagesSGEvaluator(RelationEvaluatorBase):
         self._min_score = float(min_score)
         self._recall_k = int(recall_k)
 
-    @classmethod
-    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
-        return {
-            "dataset_name": dataset_name,
-            "output_dir": output_dir,
-            "iou_threshold": cfg.TEST.SGG.IOU_THRESHOLD,
-        }
-
     def settings(self) -> Dict[str, Any]:
         return {
             "top_k_per_pair": self._per_pair,

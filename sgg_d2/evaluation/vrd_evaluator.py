@@ -57,14 +57,6 @@ class VRDEvaluator(RelationEvaluatorBase):
             )
         super().__init__(dataset_name, output_dir, iou_threshold)
 
-    @classmethod
-    def from_config(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
-        return {
-            "dataset_name": dataset_name,
-            "output_dir": output_dir,
-            "iou_threshold": cfg.TEST.SGG.IOU_THRESHOLD,
-        }
-
     def settings(self) -> Dict[str, Any]:
         return {
             "recall_ns": list(self._ns),
