@@ -13,7 +13,8 @@ are documented in ``datasets/README.md``.
 import json
 import logging
 import os
-from typing import Callable, List, Optional
+from functools import partial
+from typing import Callable, Dict, List, Optional
 
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
@@ -26,6 +27,8 @@ from .vrd import register_vrd
 __all__ = ["register_all_builtin", "default_datasets_root"]
 
 logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
 
 
 def default_datasets_root() -> str:
@@ -46,70 +49,58 @@ def _register(name: str, main_file: str, register: Callable[[], None], done: Lis
     done.append(name)
 
 
+def _register_splits(
+    prefix: str, main_files: Dict[str, str], register: Callable[..., None], done, metadata: dict
+) -> None:
+    """Register ``<prefix>_<split>`` for each split whose main file exists (see ``_register``).
+
+    ``register(name, main_file, split, train_split=..., metadata=...)`` does it, with the
+    training split ``<prefix>_train`` and a copy of ``metadata``.
+    """
+    for split, main_file in main_files.items():
+        name = f"{prefix}_{split}"
+        kwargs = {"train_split": f"{prefix}_train", "metadata": dict(metadata)}
+        _register(name, main_file, partial(register, name, main_file, split, **kwargs), done)
+
+
 def _register_vg_format(
     prefix: str, folder: str, image_root: str, val_size: int, done, extra: Optional[dict] = None
 ) -> None:
     h5_file = os.path.join(folder, "VG-SGG-with-attri.h5")
-    for split in ("train", "val", "test"):
-        name = f"{prefix}_{split}"
-        _register(
-            name,
-            h5_file,
-            lambda name=name, split=split: register_visual_genome(
-                name,
-                h5_file,
-                os.path.join(folder, "VG-SGG-dicts-with-attri.json"),
-                os.path.join(folder, "image_data.json"),
-                image_root,
-                split,
-                val_size=val_size,
-                train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder, **(extra or {})},
-            ),
-            done,
-        )
+    dicts_file = os.path.join(folder, "VG-SGG-dicts-with-attri.json")
+    image_data_file = os.path.join(folder, "image_data.json")
+
+    def register(name: str, h5: str, split: str, **kwargs) -> None:
+        files = (h5, dicts_file, image_data_file, image_root)
+        register_visual_genome(name, *files, split, val_size=val_size, **kwargs)
+
+    main_files = {split: h5_file for split in SPLITS}
+    _register_splits(prefix, main_files, register, done, {"dataset_root": folder, **(extra or {})})
 
 
 def _register_vrd_format(
     prefix: str, folder: str, image_roots: dict, done, extra: Optional[dict] = None
 ) -> None:
-    for split, image_root in image_roots.items():
-        name, ann = f"{prefix}_{split}", os.path.join(folder, f"annotations_{split}.json")
-        _register(
-            name,
-            ann,
-            lambda name=name, ann=ann, image_root=image_root: register_vrd(
-                name,
-                ann,
-                image_root,
-                os.path.join(folder, "objects.json"),
-                os.path.join(folder, "predicates.json"),
-                train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder, **(extra or {})},
-            ),
-            done,
-        )
+    classes = (os.path.join(folder, "objects.json"), os.path.join(folder, "predicates.json"))
+
+    def register(name: str, ann: str, split: str, **kwargs) -> None:
+        register_vrd(name, ann, image_roots[split], *classes, **kwargs)
+
+    main_files = {s: os.path.join(folder, f"annotations_{s}.json") for s in image_roots}
+    _register_splits(prefix, main_files, register, done, {"dataset_root": folder, **(extra or {})})
 
 
 def _register_openimages_format(
     prefix: str, folder: str, image_root: str, done, extra: Optional[dict] = None
 ) -> None:
     annotations = os.path.join(folder, "annotations")
-    for split in ("train", "val", "test"):
-        name, ann = f"{prefix}_{split}", os.path.join(annotations, f"vrd-{split}-anno.json")
-        _register(
-            name,
-            ann,
-            lambda name=name, ann=ann: register_openimages(
-                name,
-                ann,
-                os.path.join(annotations, "categories_dict.json"),
-                image_root,
-                train_split=f"{prefix}_train",
-                metadata={"dataset_root": folder, **(extra or {})},
-            ),
-            done,
-        )
+    categories = os.path.join(annotations, "categories_dict.json")
+
+    def register(name: str, ann: str, split: str, **kwargs) -> None:
+        register_openimages(name, ann, categories, image_root, **kwargs)
+
+    main_files = {s: os.path.join(annotations, f"vrd-{s}-anno.json") for s in SPLITS}
+    _register_splits(prefix, main_files, register, done, {"dataset_root": folder, **(extra or {})})
 
 
 def _register_synthetic(folder: str, done, prefix: str = "synthetic") -> None:
@@ -151,36 +142,27 @@ def _register_synthetic(folder: str, done, prefix: str = "synthetic") -> None:
     _register_openimages_format(
         f"{prefix}_openimages", os.path.join(folder, "openimages"), images, done, extra
     )
-    for split in ("train", "val", "test"):
-        name = f"{prefix}_json_{split}"
-        json_file = os.path.join(folder, "json", f"scene_graphs_{split}.json")
-        _register(
-            name,
-            json_file,
-            lambda name=name, json_file=json_file: register_scene_graph_json(
-                name,
-                json_file,
-                images,
-                train_split=f"{prefix}_json_train",
-                metadata={"dataset_root": folder, **tagged},
-            ),
-            done,
-        )
+    json_files = {s: os.path.join(folder, "json", f"scene_graphs_{s}.json") for s in SPLITS}
+    _register_splits(
+        f"{prefix}_json",
+        json_files,
+        lambda name, json_file, split, **kwargs: register_scene_graph_json(
+            name, json_file, images, **kwargs
+        ),
+        done,
+        {"dataset_root": folder, **tagged},
+    )
     masks = os.path.join(folder, "coco_masks")
-    for split in ("train", "val"):
-        name = f"{prefix}_masks_{split}"
-        json_file = os.path.join(masks, "annotations", f"instances_{split}.json")
-        _register(
-            name,
-            json_file,
-            lambda name=name, json_file=json_file: register_coco_instances(
-                name,
-                {"dataset_root": masks, "train_split": f"{prefix}_masks_train"},
-                json_file,
-                os.path.join(masks, "images"),
-            ),
-            done,
-        )
+    mask_files = {s: os.path.join(masks, "annotations", f"instances_{s}.json") for s in SPLITS[:2]}
+    _register_splits(
+        f"{prefix}_masks",
+        mask_files,
+        lambda name, json_file, split, train_split, metadata: register_coco_instances(
+            name, {**metadata, "train_split": train_split}, json_file, os.path.join(masks, "images")
+        ),
+        done,
+        {"dataset_root": masks},
+    )
 
 
 def register_all_builtin(root: Optional[str] = None) -> List[str]:

@@ -5,7 +5,7 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -176,6 +176,19 @@ def _remove_stale_images(folder: str, keep_ids: set) -> None:
             os.remove(os.path.join(folder, name))
 
 
+def _read_json(path: str) -> Any:
+    """Parsed JSON of the file ``path``.
+
+    Raises:
+        ValueError: naming the file, if it is not valid JSON.
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
 def read_success(root: str) -> Optional[dict]:
     """Contents of ``ROOT/SUCCESS.json``, or None when the world is absent/incomplete.
 
@@ -185,11 +198,7 @@ def read_success(root: str) -> Optional[dict]:
     path = os.path.join(root, SUCCESS_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        try:
-            content = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    content = _read_json(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
     return content
@@ -208,11 +217,7 @@ def read_tags(root: str) -> Optional[dict]:
     path = os.path.join(root, TAGS_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        try:
-            content = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    content = _read_json(path)
     for key in ("predicate_groups", "image_tags"):
         if not isinstance(content, dict) or not isinstance(content.get(key), dict):
             raise ValueError(f"{path}: expected an object with a {key!r} object")
