@@ -113,3 +113,25 @@ def test_missing_keys_and_files(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"obj": []}))
     with pytest.raises(DatasetFormatError, match="missing key.*rel"):
         register_openimages("oitest_missing", ann, str(tmp_path / "bad.json"), "x")
+
+
+def test_register_checks_and_forwards_loader_options(tmp_path):
+    """Options of ``register_openimages`` reach the loader; bad ones fail at registration."""
+    ann, cats = write(tmp_path)
+    with pytest.raises(ValueError, match="degenerate_boxes is 'shrink'"):
+        register_openimages("oitest_opts_train", ann, cats, "x", degenerate_boxes="shrink")
+    with pytest.raises(TypeError, match="filter_empty"):
+        register_openimages("oitest_opts_train", ann, cats, "x", filter_empty=True)
+    assert "oitest_opts_train" not in DatasetCatalog.list()
+    name = "oitest_opts_test"
+    try:
+        register_openimages(
+            name, ann, cats, "x", filter_empty_relations=True, metadata={"dataset_root": "r"}
+        )
+        # the second entry has no relation: dropped only because the option was forwarded
+        assert [d["image_id"] for d in DatasetCatalog.get(name)] == ["0a1b"]
+        meta = MetadataCatalog.get(name)
+        assert (meta.train_split, meta.dataset_root) == ("oitest_opts_train", "r")
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
