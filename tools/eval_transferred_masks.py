@@ -13,7 +13,8 @@ The synthetic world's target test set has an exact mask for every object
 Options compared (``--options``, each ``SPACE/SIMILARITY``): the transfer space
 (``MODEL.SGG.GROUNDING.TRANSFER_SPACE``: ``logits`` or ``probs``) x the normalisation of S
 (``MODEL.SGG.GROUNDING.SIMILARITY``: ``dot``, ``softmax``, ``cosine``), with the
-config's word vectors, softmax temperature/threshold and one-hot rows settings.
+config's word vectors, softmax temperature/threshold and one-hot rows settings; ``box/dot``
+scores box-filling masks (the reference a transfer must beat).
 
 Objects per mode: PredCls, GT boxes and GT classes (score 1); SGCls, GT boxes classified
 by the target box predictor (arg-max, its probability as score); SGDet, the detector's
@@ -109,7 +110,10 @@ def similarity(target, aux, g, normalization, cache_dir):
 
 
 def transfer(S, aux_logits, labels, space):
-    """(N, d_m, M, M) logits, (N,) labels -> (N, M, M) target mask probabilities."""
+    """(N, d_m, M, M) logits, (N,) labels -> (N, M, M) target mask probabilities
+    (``space`` "box": the whole box, the no-mask reference)."""
+    if space == "box":
+        return aux_logits.new_ones((len(aux_logits), *aux_logits.shape[-2:]))
     rows = S[labels]
     if space == "logits":
         return torch.sigmoid(torch.einsum("nm,nmhw->nhw", rows, aux_logits))
