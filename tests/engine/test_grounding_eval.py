@@ -81,7 +81,8 @@ def test_joint_detector_training_mixes_both_datasets(world, tmp_path):
     cfg = load_config(
         str(CONFIGS / "mask_rcnn_R18_FPN_joint_detector.yaml"),
         ["DATASETS.TRAIN", f"('{SG_TRAIN}',)", "DATASETS.AUX_TRAIN", f"('{MASKS_TRAIN}',)",
-         "DATASETS.AUX_FRACTION", "0.5", "DATALOADER.NUM_WORKERS", "0"],
+         "DATASETS.AUX_FRACTION", "0.5", "DATALOADER.NUM_WORKERS", "0",
+         "SOLVER.IMS_PER_BATCH", "4"],
     )  # fmt: skip
     batch = next(iter(SceneGraphTrainer.build_train_loader(cfg)))
     assert [x["source"] for x in batch] == ["target", "target", "aux", "aux"]
