@@ -147,9 +147,16 @@ def _owner_of_items(first, last, n_items: int) -> np.ndarray:
 
 
 def validate_vg_h5(
-    a: Dict[str, np.ndarray], h5_file: str, num_classes: int, num_predicates: int
+    a: Dict[str, np.ndarray],
+    h5_file: str,
+    num_classes: int,
+    num_predicates: int,
+    self_relations: str = "error",
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Check ranges, relation indices, labels, predicates and box sizes of a VG150 h5.
+
+    ``self_relations``: ``"error"`` refuses a relation whose subject is its object;
+    ``"drop"`` lets them through (the caller drops and counts them).
 
     Returns:
         ``box_owner`` (N_obj,) and ``rel_owner`` (N_rel,): image index of each object and
@@ -182,12 +189,13 @@ def validate_vg_h5(
             f"outside the image's boxes [{first_box[i]}, {last_box[i]}]"
         )
     self_rel = owned & (pairs[:, 0] == pairs[:, 1])
-    if self_rel.any():
+    if self_rel.any() and self_relations == "error":
         g = int(np.nonzero(self_rel)[0][0])
         raise DatasetFormatError(
             f"h5_file {h5_file}: image index {rel_owner[g]}: relation {g} = {pairs[g].tolist()} "
             f"relates box {pairs[g][0]} to itself (subject == object), which no model can "
-            f"predict; {int(self_rel.sum())} such relation(s) in the file"
+            f"predict; {int(self_rel.sum())} such relation(s) in the file (self_relations="
+            f"'drop' drops them, counted and logged)"
         )
     _check_values(a["labels"], box_owner, num_classes, "labels", "object class", h5_file)
     _check_values(a["predicates"], rel_owner, num_predicates, "predicates", "predicate", h5_file)

@@ -200,6 +200,7 @@ def load_visual_genome(
     val_size: int = 5000,
     num_images: int = -1,
     degenerate_boxes: str = "enlarge",
+    self_relations: str = "error",
 ) -> List[Dict[str, Any]]:
     """Load one split of a VG150-format dataset as Detectron2 scene-graph dicts.
 
@@ -214,6 +215,8 @@ def load_visual_genome(
         val_size: number of train images (after the filters above) that form ``val``.
         num_images: keep only the first N images of the split (-1: all).
         degenerate_boxes: ``"enlarge"``, ``"drop"`` or ``"error"`` (see ``_boxes``).
+        self_relations: ``"error"`` (default) refuses a relation whose subject is its
+            object (no model can predict one); ``"drop"`` drops them, counted and logged.
 
     Returns:
         list of dicts (data contract): ``annotations`` with ``bbox`` (XYXY_ABS pixels) and
@@ -224,10 +227,14 @@ def load_visual_genome(
     if val_size < 0:
         raise ValueError(f"val_size must be >= 0, got {val_size}")
     check_degenerate_rule(degenerate_boxes)
+    if self_relations not in ("error", "drop"):
+        raise ValueError(f"self_relations is {self_relations!r}; valid values are 'error', 'drop'")
     label = f"VG150 {split} ({os.path.basename(h5_file)})"
     thing_classes, predicate_classes = load_vg_classes(dicts_file)
     a = read_vg_h5(h5_file, box_scale)
-    box_owner, rel_owner = validate_vg_h5(a, h5_file, len(thing_classes), len(predicate_classes))
+    box_owner, rel_owner = validate_vg_h5(
+        a, h5_file, len(thing_classes), len(predicate_classes), self_relations
+    )
     sizes = load_image_data(image_data_file, len(a["split"]), h5_file)
     boxes, box_keep, stats = _convert_boxes(
         a, box_owner, sizes, box_scale, degenerate_boxes, h5_file
@@ -236,6 +243,15 @@ def load_visual_genome(
     # indexing with them stays in bounds.
     a["relationships"] = np.where(rel_owner[:, None] >= 0, a["relationships"], 0)
     prepared = _prepare(a, box_owner, rel_owner, boxes, box_keep)
+    self_rel = (rel_owner >= 0) & (a["relationships"][:, 0] == a["relationships"][:, 1])
+    if self_rel.any():  # only reachable with self_relations="drop"
+        prepared.rel_keep &= ~self_rel
+        prepared.n_rel = _counts(rel_owner, prepared.rel_keep, len(a["split"]))
+        logger.warning(
+            "%s: dropped %d self-relation(s) (subject == object; self_relations='drop')",
+            label,
+            int(self_rel.sum()),
+        )
     stats.dropped_relations = int(((rel_owner >= 0) & ~prepared.rel_keep).sum())
     stats.log(f"VG150 ({os.path.basename(h5_file)}, all splits)", degenerate_boxes)
     options = {

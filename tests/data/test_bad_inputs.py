@@ -48,6 +48,28 @@ def test_vg_self_relation_names_image_and_relation(tmp_path):
     message = str(err.value)
     assert "image index 1: relation 2 = [4, 4] relates box 4 to itself" in message
     assert files[0] in message
+    assert "self_relations='drop'" in message
+
+
+def test_vg_self_relations_dropped_only_on_request(tmp_path, caplog):
+    pairs = [list(p) for p in RELATIONSHIPS]
+    pairs[2] = [4, 4]
+    files = write_vg(tmp_path, h5={"relationships": np.array(pairs, dtype=np.int64)})
+    (tmp_path / "clean").mkdir()
+    clean = load_visual_genome(
+        *write_vg(tmp_path / "clean"), "imgs", "train", val_size=0, filter_empty_relations=False
+    )
+    with caplog.at_level("WARNING"):
+        kept = load_visual_genome(
+            *files, "imgs", "train", val_size=0, self_relations="drop", filter_empty_relations=False
+        )
+    assert "dropped 1 self-relation(s)" in caplog.text
+    n_clean = sum(len(d["relations"]) for d in clean)
+    assert sum(len(d["relations"]) for d in kept) == n_clean - 1
+    for d in kept:
+        assert all(r[0] != r[1] for r in d["relations"])
+    with pytest.raises(ValueError, match="self_relations"):
+        load_visual_genome(*files, "imgs", "train", self_relations="skip")
 
 
 def test_json_self_relation_names_image_and_relation(tmp_path):
