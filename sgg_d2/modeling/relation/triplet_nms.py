@@ -60,10 +60,12 @@ def triplet_nms(
         if len(members) < 2:
             continue
         ms, mo = s[members], o[members]
-        dup = iou[ms][:, ms] & iou[mo][:, mo]  # (m, m): both boxes overlap
-        alive = torch.ones(len(members), dtype=torch.bool, device=scores.device)
+        # (m, m): both boxes overlap; the greedy pass runs on the host once per group
+        # (one transfer, no per-triplet device sync on CUDA).
+        dup = (iou[ms][:, ms] & iou[mo][:, mo]).cpu()
+        alive = torch.ones(len(members), dtype=torch.bool)
         for i in range(len(members)):
             if alive[i]:
                 alive[i + 1 :] &= ~dup[i, i + 1 :]
-        keep[members] = alive
+        keep[members] = alive.to(keep.device)
     return order[keep]
