@@ -6,7 +6,7 @@ Objects are vectors x (N, H); subgraphs are 2-D maps F (S, C, P, P). Messages fo
 """
 
 import math
-from typing import List, Tuple
+from typing import Iterator, List, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,63 @@ __all__ = [
 SPATIAL_NORMS = ("softmax", "sigmoid")
 
 
-class SubgraphToObject(nn.Module):
+class ImageLinks(NamedTuple):
+    """One image's share of a :class:`~.fnet_subgraph.SubgraphIncidence`."""
+
+    objs: slice  # the image's n rows of the (N, ...) object tensors
+    subs: slice  # the image's k rows of the (S, ...) subgraph tensors
+    obj: torch.Tensor  # (M_i,) int64 local object index of each of the image's links
+    sub: torch.Tensor  # (M_i,) int64 local subgraph index of each of the image's links
+
+    @property
+    def num_objs(self) -> int:
+        """n, the image's objects."""
+        return self.objs.stop - self.objs.start
+
+    @property
+    def num_subgraphs(self) -> int:
+        """k, the image's subgraphs."""
+        return self.subs.stop - self.subs.start
+
+    def linked(self, subgraphs_first: bool, device) -> torch.Tensor:
+        """(n, k, 1) bool, True where object and subgraph are linked ((k, n, 1) with
+        ``subgraphs_first``)."""
+        n, k = self.num_objs, self.num_subgraphs
+        if subgraphs_first:
+            mask = torch.zeros((k, n, 1), dtype=torch.bool, device=device)
+            mask[self.sub, self.obj] = True
+        else:
+            mask = torch.zeros((n, k, 1), dtype=torch.bool, device=device)
+            mask[self.obj, self.sub] = True
+        return mask
+
+
+class LinkMessages(nn.Module):
+    """Base of the two SMP directions: messages along the (object, subgraph) links.
+
+    ``forward(x, maps, links)`` takes x (N, H) object vectors, maps (S, C, P, P) subgraph
+    maps and the M links, and returns ``(messages, attention (M, P, P))``, one attention map
+    per link. Both directions work image by image (:meth:`image_links`) with dense
+    (objects x subgraphs x locations) products: two matmuls, where gathering one (C, U)
+    map per link would copy M maps.
+    """
+
+    @staticmethod
+    def image_links(links: SubgraphIncidence) -> Iterator[ImageLinks]:
+        """The images of ``links`` in order, each with its links in local indices."""
+        obj_start = sub_start = 0
+        for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
+            yield ImageLinks(
+                slice(obj_start, obj_start + n),
+                slice(sub_start, sub_start + k),
+                links.obj_index[rows] - obj_start,
+                links.sub_index[rows] - sub_start,
+            )
+            obj_start += n
+            sub_start += k
+
+
+class SubgraphToObject(LinkMessages):
     """Each object attends over every location of every subgraph it is linked to.
 
     ``a_ik(u) = softmax_{k, u}(<W_q x_i, W_k F_k(u)> / sqrt(d))`` jointly over the P x P
@@ -43,14 +99,8 @@ class SubgraphToObject(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            x: (N, H) object vectors; maps: (S, C, P, P) subgraph maps.
-
-        Returns:
-            ``(messages (N, H), weights (M, P, P))``, one attention map per link; the maps
-            of each object's links sum to 1 over links and locations together.
-        """
+        """``(messages (N, H), weights (M, P, P))`` (see :class:`LinkMessages`); the maps of
+        each object's links sum to 1 over links and locations together."""
         s, c, p, _ = maps.shape
         flat = maps.flatten(2).transpose(1, 2)  # (S, U, C)
         # <W_q x + b_q, W_k F(u) + b_k> = <W_k^T (W_q x + b_q), F(u)> + a per-object constant
@@ -59,21 +109,16 @@ class SubgraphToObject(nn.Module):
         scale = math.sqrt(self.query.out_features)
         pooled = x.new_zeros((len(x), c))
         atts: List[torch.Tensor] = []
-        obj_start = sub_start = 0
-        for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
-            i = links.obj_index[rows] - obj_start
-            g = links.sub_index[rows] - sub_start
-            f_img = flat[sub_start : sub_start + k]
-            logits = torch.einsum("nc,suc->nsu", q[obj_start : obj_start + n], f_img)
-            linked = torch.zeros((n, k, 1), dtype=torch.bool, device=maps.device)
-            linked[i, g] = True
+        for img in self.image_links(links):
+            f_img = flat[img.subs]
+            n, k = img.num_objs, img.num_subgraphs
+            logits = torch.einsum("nc,suc->nsu", q[img.objs], f_img)
+            linked = img.linked(subgraphs_first=False, device=maps.device)
             weight = (logits / scale).masked_fill(~linked, float("-inf"))
             weight = weight.flatten(1).softmax(dim=1).nan_to_num(0.0)  # (n, k * U)
             # sum_{k,u} a W_v F = W_v sum_{k,u} a F (the weights sum to 1): value applied once
-            pooled[obj_start : obj_start + n] = weight @ f_img.reshape(k * p * p, c)
-            atts.append(weight.reshape(n, k, p * p)[i, g])
-            obj_start += n
-            sub_start += k
+            pooled[img.objs] = weight @ f_img.reshape(k * p * p, c)
+            atts.append(weight.reshape(n, k, p * p)[img.obj, img.sub])
         has_link = torch.zeros(len(x), 1, dtype=x.dtype, device=x.device)
         has_link[links.obj_index] = 1.0
         msg = self.value(pooled) * has_link  # 0 for an object without subgraphs
@@ -81,7 +126,7 @@ class SubgraphToObject(nn.Module):
         return msg, att.reshape(-1, p, p)
 
 
-class ObjectToSubgraph(nn.Module):
+class ObjectToSubgraph(LinkMessages):
     """Each linked object paints its vector onto the subgraph map where it is attended.
 
     Attention ``A_ik(u)`` from ``l_ik(u) = <W_q x_i, F_k(u)> / sqrt(C)`` at each of the
@@ -102,42 +147,27 @@ class ObjectToSubgraph(nn.Module):
     def forward(
         self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
-        Args:
-            x: (N, H) object vectors; maps: (S, C, P, P) subgraph maps.
-
-        Returns:
-            ``(messages (S, C, P, P), attention (M, P, P))``, one attention map per link;
-            with "softmax", the maps of the links of one subgraph sum to 1 at every location.
-        """
+        """``(messages (S, C, P, P), attention (M, P, P))`` (see :class:`LinkMessages`);
+        with "softmax", the maps of the links of one subgraph sum to 1 at every location."""
         s, c, p, _ = maps.shape
         q, v = self.query(x), self.value(x)
         flat = maps.flatten(2)  # (S, C, U)
         msgs: List[torch.Tensor] = []
         atts: List[torch.Tensor] = []
-        obj_start = sub_start = 0
-        # Per image, dense (objects x subgraphs x locations) products: two matmuls, where
-        # gathering one (C, U) map per link would copy M maps.
-        for n, k, rows in zip(links.num_objs, links.num_subgraphs, links.per_image()):
-            i = links.obj_index[rows] - obj_start
-            g = links.sub_index[rows] - sub_start
-            f_img = flat[sub_start : sub_start + k]
-            logits = torch.einsum("nc,scu->snu", q[obj_start : obj_start + n], f_img)
+        for img in self.image_links(links):
+            logits = torch.einsum("nc,scu->snu", q[img.objs], flat[img.subs])
             logits = logits / math.sqrt(c)
-            linked = torch.zeros((k, n, 1), dtype=torch.bool, device=maps.device)
-            linked[g, i] = True
+            linked = img.linked(subgraphs_first=True, device=maps.device)
             if self.spatial_norm == "softmax":  # over the objects of a subgraph, per u
                 weight = logits.masked_fill(~linked, float("-inf")).softmax(dim=1)
                 weight = weight.nan_to_num(0.0)  # a subgraph without objects (none in use)
-                atts.append(weight[g, i])
+                atts.append(weight[img.sub, img.obj])
             else:
                 gate = logits.sigmoid() * linked
                 degree = linked.sum(dim=1, keepdim=True).clamp(min=1)
                 weight = gate / degree
-                atts.append(gate[g, i])
-            msgs.append(torch.einsum("snu,nc->scu", weight, v[obj_start : obj_start + n]))
-            obj_start += n
-            sub_start += k
+                atts.append(gate[img.sub, img.obj])
+            msgs.append(torch.einsum("snu,nc->scu", weight, v[img.objs]))
         msg = torch.cat(msgs) if msgs else flat.new_zeros((0, c, p * p))
         att = torch.cat(atts) if atts else flat.new_zeros((0, p * p))
         return msg.reshape(s, c, p, p), att.reshape(-1, p, p)
