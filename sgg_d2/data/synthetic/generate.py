@@ -418,18 +418,17 @@ def _generate_images(root: str, cfg: WorldConfig, progress: bool, spec: WorldSpe
 
 def _write_annotations(root, cfg, train, test, aux_train, aux_val, spec) -> None:
     val, train_only = train[: cfg.num_val], train[cfg.num_val :]
-    vocab = (spec.thing_classes, spec.predicates)
-    write_visual_genome(root, train + test, [0] * len(train) + [2] * len(test), *vocab)
-    write_vrd(os.path.join(root, "vrd"), train, test, *vocab)
+    write_visual_genome(root, train + test, [0] * len(train) + [2] * len(test), spec)
+    write_vrd(os.path.join(root, "vrd"), train, test, spec)
     write_openimages(
         os.path.join(root, "openimages", "annotations"),
         {"train": train_only, "val": val, "test": test},
-        *vocab,
+        spec,
     )
     next_id = 1
     for split, records in (("train", train_only), ("val", val), ("test", test)):
         path = os.path.join(root, "json", f"scene_graphs_{split}.json")
-        next_id = write_scene_graph_json(path, records, next_id, *vocab)
+        next_id = write_scene_graph_json(path, records, next_id, spec)
     for split, records in (("train", aux_train), ("val", aux_val)):
         path = os.path.join(root, "coco_masks", "annotations", f"instances_{split}.json")
         write_coco_instances(path, records, f"sgg_d2 synthetic auxiliary masks ({split})")

@@ -5,7 +5,7 @@ Everything here is a constant; the sampling lives in :mod:`.layout`, the drawing
 """
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 __all__ = [
     "ShapeClass",
@@ -54,20 +54,40 @@ class ShapeClass:
     weight: float
 
 
-# Mildly long-tailed object classes (ratio 2.5 between first and last), as in VG.
-TARGET_CLASSES: Tuple[ShapeClass, ...] = (
-    ShapeClass("ball", "disk", 1.0),
-    ShapeClass("ring", "annulus", 1.0),
-    ShapeClass("triangle", "triangle", 0.9),
-    ShapeClass("star", "star", 0.9),
-    ShapeClass("bar", "bar", 0.8),
-    ShapeClass("cross", "cross", 0.7),
-    ShapeClass("diamond", "diamond", 0.7),
-    ShapeClass("frame", "square_frame", 0.6),
-    ShapeClass("hexagon", "hexagon", 0.6),
-    ShapeClass("crescent", "crescent", 0.5),
-    ShapeClass("arrow", "arrow", 0.4),
+# Target classes of both worlds, one row per class: name, drawing routine, sampling weight
+# (see ShapeClass) and the auxiliary class it is "made of" (drives the word vectors). The
+# default world has the first _NUM_DEFAULT_CLASSES rows, mildly long-tailed (ratio 2.5
+# between first and last) as in VG; the crowded world has them all, so a class has the same
+# index in both worlds.
+_CLASS_TABLE: Tuple[Tuple[str, str, float, str], ...] = (
+    ("ball", "disk", 1.0, "circle"),
+    ("ring", "annulus", 1.0, "annulus"),
+    ("triangle", "triangle", 0.9, "polygon"),
+    ("star", "star", 0.9, "polygon"),
+    ("bar", "bar", 0.8, "stripe"),
+    ("cross", "cross", 0.7, "stripe"),
+    ("diamond", "diamond", 0.7, "polygon"),
+    ("frame", "square_frame", 0.6, "annulus"),
+    ("hexagon", "hexagon", 0.6, "polygon"),
+    ("crescent", "crescent", 0.5, "circle"),
+    ("arrow", "arrow", 0.4, "polygon"),
+    # The crowded world's extra classes.
+    ("pentagon", "pentagon", 0.6, "polygon"),
+    ("octagon", "octagon", 0.55, "polygon"),
+    ("square", "square", 0.5, "polygon"),
+    ("ellipse", "ellipse", 0.45, "circle"),
+    ("dome", "dome", 0.4, "circle"),
+    ("trapezoid", "trapezoid", 0.35, "polygon"),
+    ("tee", "tee", 0.3, "stripe"),
+    ("chevron", "chevron", 0.3, "stripe"),
+    ("nut", "hex_frame", 0.3, "annulus"),
 )
+_NUM_DEFAULT_CLASSES = 11
+
+CROWDED_TARGET_CLASSES: Tuple[ShapeClass, ...] = tuple(
+    ShapeClass(name, shape, weight) for name, shape, weight, _ in _CLASS_TABLE
+)
+TARGET_CLASSES: Tuple[ShapeClass, ...] = CROWDED_TARGET_CLASSES[:_NUM_DEFAULT_CLASSES]
 THING_CLASSES: Tuple[str, ...] = tuple(c.name for c in TARGET_CLASSES)
 
 # Classes whose shape encloses a hole ("in hole of" / "around" need one of these).
@@ -85,19 +105,7 @@ AUX_SHAPES: Dict[str, Tuple[str, ...]] = {
     "stripe": ("bar",),
 }
 # Which auxiliary class each target class is "made of" (drives the word vectors).
-TARGET_TO_AUX: Dict[str, str] = {
-    "ball": "circle",
-    "ring": "annulus",
-    "triangle": "polygon",
-    "star": "polygon",
-    "bar": "stripe",
-    "cross": "stripe",
-    "diamond": "polygon",
-    "frame": "annulus",
-    "hexagon": "polygon",
-    "crescent": "circle",
-    "arrow": "polygon",
-}
+TARGET_TO_AUX: Dict[str, str] = {row[0]: row[3] for row in _CLASS_TABLE[:_NUM_DEFAULT_CLASSES]}
 
 # Predicates, 0-based in this order (1-based in the VG files). Rules: relations.py.
 PREDICATES: Tuple[str, ...] = (
@@ -123,37 +131,10 @@ MASK_DEPENDENT_PREDICATES: Tuple[str, ...] = (
     "around",
 )
 
-# Predicates that scenes plant on purpose (0-2 pairs per scene), with their weights; the
-# rest of a scene is free objects at random positions.
-PLANT_WEIGHTS: Dict[str, float] = {
-    "in hole of": 0.24,
-    "touching": 0.22,
-    "near": 0.14,
-    "on": 0.12,
-    "inside": 0.2,
-    "behind": 0.08,
-}
 # Number of planted pairs per scene (uniform over this tuple, capped by the object count).
 PLANTS_PER_SCENE: Tuple[int, ...] = (0, 1, 1, 2, 2)
 # Objects per scene: uniform in [MIN_OBJECTS, MAX_OBJECTS].
 MIN_OBJECTS, MAX_OBJECTS = 2, 6
-
-# Probability that a pair whose primary predicate is p gets annotated. Labels are a
-# deterministic function of the geometry; only *which* pairs are annotated is random
-# (like VG annotators), which makes the predicate distribution long-tailed.
-ANNOTATION_WEIGHTS: Dict[str, float] = {
-    "left of": 0.55,
-    "above": 0.42,
-    "near": 0.55,
-    "right of": 0.16,
-    "on": 0.9,
-    "below": 0.09,
-    "touching": 0.5,
-    "behind": 0.45,
-    "in hole of": 0.7,
-    "inside": 0.8,
-    "around": 0.35,
-}
 # Probability that an annotated "touching"/"near" pair also carries its geometric
 # direction as a second predicate (VG has multi-label pairs).
 SECONDARY_PROBABILITY = 0.3
@@ -201,32 +182,10 @@ def predicate_index(name: str) -> int:
 # Its classes and predicates *extend* the default ones (same names at the same indices),
 # so the drawing and rule code indexes both worlds the same way.
 
-CROWDED_TARGET_CLASSES: Tuple[ShapeClass, ...] = TARGET_CLASSES + (
-    ShapeClass("pentagon", "pentagon", 0.6),
-    ShapeClass("octagon", "octagon", 0.55),
-    ShapeClass("square", "square", 0.5),
-    ShapeClass("ellipse", "ellipse", 0.45),
-    ShapeClass("dome", "dome", 0.4),
-    ShapeClass("trapezoid", "trapezoid", 0.35),
-    ShapeClass("tee", "tee", 0.3),
-    ShapeClass("chevron", "chevron", 0.3),
-    ShapeClass("nut", "hex_frame", 0.3),
-)
 CROWDED_THING_CLASSES: Tuple[str, ...] = tuple(c.name for c in CROWDED_TARGET_CLASSES)
 CROWDED_HOLLOW_CLASSES: Tuple[str, ...] = HOLLOW_CLASSES + ("nut",)
 CROWDED_CONTAINER_CLASSES: Tuple[str, ...] = CONTAINER_CLASSES + ("octagon", "square")
-CROWDED_TARGET_TO_AUX: Dict[str, str] = {
-    **TARGET_TO_AUX,
-    "pentagon": "polygon",
-    "octagon": "polygon",
-    "square": "polygon",
-    "ellipse": "circle",
-    "dome": "circle",
-    "trapezoid": "polygon",
-    "tee": "stripe",
-    "chevron": "stripe",
-    "nut": "annulus",
-}
+CROWDED_TARGET_TO_AUX: Dict[str, str] = {row[0]: row[3] for row in _CLASS_TABLE}
 # Geometric predicates added by the crowded world (rules in relations.py, "crowded rules").
 CROWDED_EXTRA_PREDICATES: Tuple[str, ...] = (
     "beside",
@@ -236,37 +195,59 @@ CROWDED_EXTRA_PREDICATES: Tuple[str, ...] = (
     "diagonal to",
 )
 CROWDED_PREDICATES: Tuple[str, ...] = PREDICATES + CROWDED_EXTRA_PREDICATES
-CROWDED_PLANT_WEIGHTS: Dict[str, float] = {
-    "in hole of": 0.2,
-    "touching": 0.2,
-    "near": 0.1,
-    "on": 0.14,
-    "inside": 0.2,
-    "behind": 0.1,
-    "around": 0.06,
-}
 CROWDED_PLANTS_PER_SCENE: Tuple[int, ...] = (2, 3, 3, 4, 4)
 CROWDED_MIN_OBJECTS, CROWDED_MAX_OBJECTS = 8, 20
-# Per-pair annotation probabilities: a crowded image has 56-380 ordered pairs, so far
-# lower than in the default world for the (numerous) geometric pairs.
-CROWDED_ANNOTATION_WEIGHTS: Dict[str, float] = {
-    "left of": 0.05,
-    "above": 0.04,
-    "near": 0.15,
-    "on": 0.75,
-    "touching": 0.35,
-    "behind": 0.4,
-    "right of": 0.015,
-    "below": 0.008,
-    "in hole of": 0.7,
-    "inside": 0.75,
-    "around": 0.25,
-    "beside": 0.06,
-    "far from": 0.006,
-    "larger than": 0.02,
-    "smaller than": 0.004,
-    "diagonal to": 0.006,
+
+
+# --------------------------------------------------------------------------------------
+# Tables of both worlds, side by side.
+
+# Per predicate, for the default and the crowded world:
+# - annotate: probability that a pair whose primary predicate it is gets annotated. Labels
+#   are a deterministic function of the geometry; only *which* pairs are annotated is
+#   random (like VG annotators), which makes the predicate distribution long-tailed. A
+#   crowded image has 56-380 ordered pairs, hence far lower values there for the
+#   (numerous) geometric pairs.
+# - plant: weight among the predicates that scenes plant on purpose (None: never planted);
+#   the rest of a scene is free objects at random positions.
+# ANNOTATION_WEIGHTS keeps the row order, CROWDED_ANNOTATION_WEIGHTS the index order, and
+# PLANT_WEIGHTS / CROWDED_PLANT_WEIGHTS the order of _PLANT_ORDER (the draw depends on it).
+# fmt: off
+_PREDICATE_WEIGHTS: Dict[str, Tuple[Optional[float], ...]] = {
+    #               annotate          plant
+    #               default  crowded  default  crowded
+    "left of":      (0.55,   0.05,    None,    None),
+    "above":        (0.42,   0.04,    None,    None),
+    "near":         (0.55,   0.15,    0.14,    0.1),
+    "right of":     (0.16,   0.015,   None,    None),
+    "on":           (0.9,    0.75,    0.12,    0.14),
+    "below":        (0.09,   0.008,   None,    None),
+    "touching":     (0.5,    0.35,    0.22,    0.2),
+    "behind":       (0.45,   0.4,     0.08,    0.1),
+    "in hole of":   (0.7,    0.7,     0.24,    0.2),
+    "inside":       (0.8,    0.75,    0.2,     0.2),
+    "around":       (0.35,   0.25,    None,    0.06),
+    "beside":       (None,   0.06,    None,    None),
+    "far from":     (None,   0.006,   None,    None),
+    "larger than":  (None,   0.02,    None,    None),
+    "smaller than": (None,   0.004,   None,    None),
+    "diagonal to":  (None,   0.006,   None,    None),
 }
+# fmt: on
+_PLANT_ORDER = ("in hole of", "touching", "near", "on", "inside", "behind", "around")
+
+
+def _weights(column: int, order: Iterable[str]) -> Dict[str, float]:
+    """Column ``column`` of :data:`_PREDICATE_WEIGHTS` as ``{predicate: weight}`` in
+    ``order``, leaving out the predicates without a value."""
+    values = {name: row[column] for name, row in _PREDICATE_WEIGHTS.items()}
+    return {name: values[name] for name in order if values[name] is not None}
+
+
+ANNOTATION_WEIGHTS: Dict[str, float] = _weights(0, _PREDICATE_WEIGHTS)
+CROWDED_ANNOTATION_WEIGHTS: Dict[str, float] = _weights(1, CROWDED_PREDICATES)
+PLANT_WEIGHTS: Dict[str, float] = _weights(2, _PLANT_ORDER)
+CROWDED_PLANT_WEIGHTS: Dict[str, float] = _weights(3, _PLANT_ORDER)
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity (holds dicts)
@@ -330,47 +311,34 @@ class WorldSpec:
         }
 
 
-DEFAULT_WORLD = WorldSpec(
-    name="default",
-    classes=TARGET_CLASSES,
-    predicates=PREDICATES,
-    hollow_classes=HOLLOW_CLASSES,
-    container_classes=CONTAINER_CLASSES,
-    target_to_aux=TARGET_TO_AUX,
-    plant_weights=PLANT_WEIGHTS,
-    plants_per_scene=PLANTS_PER_SCENE,
-    min_objects=MIN_OBJECTS,
-    max_objects=MAX_OBJECTS,
-    annotation_weights=ANNOTATION_WEIGHTS,
-    secondary_probability=SECONDARY_PROBABILITY,
-    free_radius=(8.0, 0.13, 12.0),
-    container_radius=(0.19, 0.24),
-    crowded_rules=False,
-    confusion_probability=0.0,
-    proximal_probability=0.0,
-    tag_gap_fraction=0.1,
-)
-CROWDED_WORLD = WorldSpec(
-    name="crowded",
-    classes=CROWDED_TARGET_CLASSES,
-    predicates=CROWDED_PREDICATES,
-    hollow_classes=CROWDED_HOLLOW_CLASSES,
-    container_classes=CROWDED_CONTAINER_CLASSES,
-    target_to_aux=CROWDED_TARGET_TO_AUX,
-    plant_weights=CROWDED_PLANT_WEIGHTS,
-    plants_per_scene=CROWDED_PLANTS_PER_SCENE,
-    min_objects=CROWDED_MIN_OBJECTS,
-    max_objects=CROWDED_MAX_OBJECTS,
-    annotation_weights=CROWDED_ANNOTATION_WEIGHTS,
-    secondary_probability=0.2,
-    free_radius=(7.0, 0.085, 12.0),
-    container_radius=(0.12, 0.16),
-    crowded_rules=True,
-    confusion_probability=0.35,
-    proximal_probability=0.3,
-    tag_gap_fraction=0.06,
-)
-WORLDS: Dict[str, WorldSpec] = {"default": DEFAULT_WORLD, "crowded": CROWDED_WORLD}
+# Every WorldSpec field but the name, side by side: (default world, crowded world).
+# fmt: off
+_WORLD_FIELDS: Dict[str, Tuple[Any, Any]] = {
+    "classes":               (TARGET_CLASSES,        CROWDED_TARGET_CLASSES),
+    "predicates":            (PREDICATES,            CROWDED_PREDICATES),
+    "hollow_classes":        (HOLLOW_CLASSES,        CROWDED_HOLLOW_CLASSES),
+    "container_classes":     (CONTAINER_CLASSES,     CROWDED_CONTAINER_CLASSES),
+    "target_to_aux":         (TARGET_TO_AUX,         CROWDED_TARGET_TO_AUX),
+    "plant_weights":         (PLANT_WEIGHTS,         CROWDED_PLANT_WEIGHTS),
+    "plants_per_scene":      (PLANTS_PER_SCENE,      CROWDED_PLANTS_PER_SCENE),
+    "min_objects":           (MIN_OBJECTS,           CROWDED_MIN_OBJECTS),
+    "max_objects":           (MAX_OBJECTS,           CROWDED_MAX_OBJECTS),
+    "annotation_weights":    (ANNOTATION_WEIGHTS,    CROWDED_ANNOTATION_WEIGHTS),
+    "secondary_probability": (SECONDARY_PROBABILITY, 0.2),
+    "free_radius":           ((8.0, 0.13, 12.0),     (7.0, 0.085, 12.0)),
+    "container_radius":      ((0.19, 0.24),          (0.12, 0.16)),
+    "crowded_rules":         (False,                 True),
+    "confusion_probability": (0.0,                   0.35),
+    "proximal_probability":  (0.0,                   0.3),
+    "tag_gap_fraction":      (0.1,                   0.06),
+}
+# fmt: on
+WORLDS: Dict[str, WorldSpec] = {
+    name: WorldSpec(name=name, **{field: pair[column] for field, pair in _WORLD_FIELDS.items()})
+    for column, name in enumerate(("default", "crowded"))
+}
+DEFAULT_WORLD: WorldSpec = WORLDS["default"]
+CROWDED_WORLD: WorldSpec = WORLDS["crowded"]
 
 
 def world_spec(name: str) -> WorldSpec:

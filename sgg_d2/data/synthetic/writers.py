@@ -1,7 +1,8 @@
 """Writers of the synthetic world in every real format (see ``../shared/PROTOCOLS.md``).
 
 All writers take :class:`ImageRecord` lists and write deterministic bytes: JSON in a fixed
-key order, HDF5 without timestamps.
+key order, HDF5 without timestamps. Those that name classes and predicates take the world's
+:class:`~.world.WorldSpec` (``spec``; the default world by default).
 """
 
 import json
@@ -12,7 +13,7 @@ from typing import Dict, List, Sequence
 import h5py
 import numpy as np
 
-from .world import AUX_CLASSES, COLOURS, PREDICATES, THING_CLASSES
+from .world import AUX_CLASSES, COLOURS, DEFAULT_WORLD, WorldSpec
 
 __all__ = [
     "ImageRecord",
@@ -112,18 +113,18 @@ def _index_maps(names: Sequence[str], key: str) -> dict:
     }
 
 
-def _vg_dicts(records: Sequence[ImageRecord], classes, predicates) -> dict:
+def _vg_dicts(records: Sequence[ImageRecord], spec: WorldSpec) -> dict:
     labels = np.concatenate([r.labels for r in records])
     preds = np.concatenate([r.relations[:, 2] for r in records])
     colours = np.concatenate([r.colours for r in records])
     colour_names = [name for name, _ in COLOURS]
     out = {
-        "object_count": _counts(classes, labels),
-        "predicate_count": _counts(predicates, preds),
+        "object_count": _counts(spec.thing_classes, labels),
+        "predicate_count": _counts(spec.predicates, preds),
         "attribute_count": _counts(colour_names, colours),
     }
-    out.update(_index_maps(classes, "label"))
-    out.update(_index_maps(predicates, "predicate"))
+    out.update(_index_maps(spec.thing_classes, "label"))
+    out.update(_index_maps(spec.predicates, "predicate"))
     out.update(_index_maps(colour_names, "attribute"))
     return out
 
@@ -137,8 +138,7 @@ def write_visual_genome(
     root: str,
     records: Sequence[ImageRecord],
     split_codes: Sequence[int],
-    classes: Sequence[str] = THING_CLASSES,
-    predicates: Sequence[str] = PREDICATES,
+    spec: WorldSpec = DEFAULT_WORLD,
 ) -> None:
     """Write ``VG-SGG-with-attri.h5``, ``VG-SGG-dicts-with-attri.json``, ``image_data.json``.
 
@@ -146,14 +146,12 @@ def write_visual_genome(
         root: output folder.
         records: images in h5 order.
         split_codes: (N_img,) 0 = train (val is carved from its start), 2 = test.
-        classes, predicates: the world's vocabulary (default world's by default).
+        spec: the world whose class and predicate names are written.
     """
     with h5py.File(os.path.join(root, "VG-SGG-with-attri.h5"), "w", track_order=False) as f:
         for key, value in _vg_arrays(records, split_codes).items():
             f.create_dataset(key, data=value, track_times=False)
-    write_json(
-        os.path.join(root, "VG-SGG-dicts-with-attri.json"), _vg_dicts(records, classes, predicates)
-    )
+    write_json(os.path.join(root, "VG-SGG-dicts-with-attri.json"), _vg_dicts(records, spec))
     image_data = [
         {
             "width": r.width,
@@ -177,8 +175,7 @@ def write_vrd(
     folder: str,
     train: Sequence[ImageRecord],
     test: Sequence[ImageRecord],
-    classes: Sequence[str] = THING_CLASSES,
-    predicates: Sequence[str] = PREDICATES,
+    spec: WorldSpec = DEFAULT_WORLD,
 ) -> None:
     """Write VRD ``annotations_{train,test}.json`` (+ ``objects.json``, ``predicates.json``).
 
@@ -197,15 +194,14 @@ def write_vrd(
             for r in records
         }
         write_json(os.path.join(folder, f"annotations_{split}.json"), annotations)
-    write_json(os.path.join(folder, "objects.json"), list(classes))
-    write_json(os.path.join(folder, "predicates.json"), list(predicates))
+    write_json(os.path.join(folder, "objects.json"), list(spec.thing_classes))
+    write_json(os.path.join(folder, "predicates.json"), list(spec.predicates))
 
 
 def write_openimages(
     folder: str,
     splits: Dict[str, Sequence[ImageRecord]],
-    classes: Sequence[str] = THING_CLASSES,
-    predicates: Sequence[str] = PREDICATES,
+    spec: WorldSpec = DEFAULT_WORLD,
 ) -> None:
     """Write ``vrd-{split}-anno.json`` for each split and ``categories_dict.json``."""
     for split, records in splits.items():
@@ -220,13 +216,18 @@ def write_openimages(
             for r in records
         ]
         write_json(os.path.join(folder, f"vrd-{split}-anno.json"), entries)
-    categories = {"obj": list(classes), "rel": list(predicates)}
+    categories = {"obj": list(spec.thing_classes), "rel": list(spec.predicates)}
     write_json(os.path.join(folder, "categories_dict.json"), categories)
 
 
 def _coco_bbox(box: np.ndarray) -> list:
     x1, y1, x2, y2 = (int(v) for v in box)
     return [x1, y1, x2 - x1, y2 - y1]
+
+
+def _categories(names: Sequence[str], **extra) -> List[dict]:
+    # COCO-style category list: 1-based ids in vocabulary order.
+    return [{"id": i + 1, "name": n, **extra} for i, n in enumerate(names)]
 
 
 def _images_json(records: Sequence[ImageRecord]) -> list:
@@ -240,8 +241,7 @@ def write_scene_graph_json(
     path: str,
     records: Sequence[ImageRecord],
     first_annotation_id: int,
-    classes: Sequence[str] = THING_CLASSES,
-    predicates: Sequence[str] = PREDICATES,
+    spec: WorldSpec = DEFAULT_WORLD,
 ) -> int:
     """Write one split in the sgg_d2 custom JSON format (``datasets/README.md``).
 
@@ -273,8 +273,8 @@ def write_scene_graph_json(
     write_json(
         path,
         {
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(classes)],
-            "predicate_categories": [{"id": i + 1, "name": n} for i, n in enumerate(predicates)],
+            "categories": _categories(spec.thing_classes),
+            "predicate_categories": _categories(spec.predicates),
             "images": _images_json(records),
             "annotations": annotations,
             "relations": relations,
@@ -307,9 +307,6 @@ def write_coco_instances(path: str, records: Sequence[ImageRecord], description:
             "licenses": [],
             "images": _images_json(records),
             "annotations": annotations,
-            "categories": [
-                {"id": i + 1, "name": n, "supercategory": "shape"}
-                for i, n in enumerate(AUX_CLASSES)
-            ],
+            "categories": _categories(AUX_CLASSES, supercategory="shape"),
         },
     )
