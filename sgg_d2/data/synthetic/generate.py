@@ -1,22 +1,24 @@
-"""Generation of the whole synthetic world on disk (layout: ``datasets/synthetic_world.md``)."""
+"""Generation of the whole synthetic world on disk (layout: ``datasets/synthetic_world.md``).
 
-import json
+The bookkeeping files and their readers live in :mod:`.world_files`, the statistics and
+the ``SUCCESS.json`` summary in :mod:`.summary`; both are re-exported here.
+"""
+
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, List, Optional
+from dataclasses import dataclass
+from typing import Callable, List
 
 import numpy as np
 from tqdm import tqdm
 
 from .render import encode_jpeg, encode_rle, paint, sample_aux_scene
-from .scene import IMAGE_TAGS, sample_scene
+from .scene import sample_scene
 from .shapes import mask_box
+from .summary import world_statistics, world_summary
 from .vectors import VECTOR_DIM, build_word_vectors, write_glove
 from .world import (
-    AUX_CLASSES,
-    DEFAULT_WORLD,
     HELD_OUT_TRIPLETS,
     WORLDS,
     ZERO_SHOT_PLANT_EVERY,
@@ -24,6 +26,14 @@ from .world import (
     class_index,
     predicate_index,
     world_spec,
+)
+from .world_files import (
+    GENERATOR_VERSION,
+    SUCCESS_FILE,
+    TAGS_FILE,
+    is_complete,
+    read_success,
+    read_tags,
 )
 from .writers import (
     ImageRecord,
@@ -47,10 +57,6 @@ __all__ = [
     "world_statistics",
 ]
 
-GENERATOR_VERSION = 1
-SUCCESS_FILE = "SUCCESS.json"
-# Crowded world only: predicate groups and per-image tags (``read_tags``).
-TAGS_FILE = "tags.json"
 # Independent random streams: image k of a stream is the same whatever the other counts.
 _STREAM_TRAIN, _STREAM_TEST, _STREAM_MASK_TRAIN, _STREAM_MASK_VAL = 1, 2, 3, 4
 
@@ -176,162 +182,6 @@ def _remove_stale_images(folder: str, keep_ids: set) -> None:
             os.remove(os.path.join(folder, name))
 
 
-def _read_json(path: str) -> Any:
-    """Parsed JSON of the file ``path``.
-
-    Raises:
-        ValueError: naming the file, if it is not valid JSON.
-    """
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-def read_success(root: str) -> Optional[dict]:
-    """Contents of ``ROOT/SUCCESS.json``, or None when the world is absent/incomplete.
-
-    Raises:
-        ValueError: naming the file, if it exists but is not a JSON object.
-    """
-    path = os.path.join(root, SUCCESS_FILE)
-    if not os.path.isfile(path):
-        return None
-    content = _read_json(path)
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(content).__name__}")
-    return content
-
-
-def read_tags(root: str) -> Optional[dict]:
-    """Contents of ``ROOT/tags.json`` (crowded world), or None when absent.
-
-    Returns:
-        ``{"predicate_groups": {group: [predicate names]}, "image_tags": {int image_id:
-        [tags]}}`` (JSON string keys turned back into ints).
-
-    Raises:
-        ValueError: naming the file and the key, if it is malformed.
-    """
-    path = os.path.join(root, TAGS_FILE)
-    if not os.path.isfile(path):
-        return None
-    content = _read_json(path)
-    for key in ("predicate_groups", "image_tags"):
-        if not isinstance(content, dict) or not isinstance(content.get(key), dict):
-            raise ValueError(f"{path}: expected an object with a {key!r} object")
-    try:
-        image_tags = {int(k): [str(t) for t in v] for k, v in content["image_tags"].items()}
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: 'image_tags' must map integer ids to tag lists ({e})") from e
-    unknown = {t for tags in image_tags.values() for t in tags} - set(IMAGE_TAGS)
-    if unknown:
-        raise ValueError(f"{path}: unknown image tags {sorted(unknown)}; known: {IMAGE_TAGS}")
-    groups = {str(g): [str(p) for p in names] for g, names in content["predicate_groups"].items()}
-    return {"predicate_groups": groups, "image_tags": image_tags}
-
-
-def _is_complete(root: str, cfg: WorldConfig, log: Callable[[str], None], preset: str) -> bool:
-    try:
-        done = read_success(root)
-    except ValueError as e:
-        log(f"regenerating: {e}")
-        return False
-    return (
-        done is not None
-        and done.get("parameters") == asdict(cfg)
-        and done.get("version") == GENERATOR_VERSION
-        and done.get("preset", "default") == preset
-    )
-
-
-def _predicate_counts(records: List[ImageRecord], spec: WorldSpec = DEFAULT_WORLD) -> dict:
-    preds = np.concatenate([r.relations[:, 2] for r in records]).astype(np.int64)
-    counts = np.bincount(preds, minlength=len(spec.predicates))
-    return {p: int(c) for p, c in zip(spec.predicates, counts)}
-
-
-def world_statistics(
-    spec: WorldSpec, train: List[ImageRecord], test: List[ImageRecord], tags: dict
-) -> dict:
-    """Measured properties of a generated world (printed by the generator).
-
-    Args:
-        spec: the world's preset.
-        train, test: scene-graph image records.
-        tags: image_id -> list of :data:`IMAGE_TAGS`.
-
-    Returns:
-        dict with ``objects_per_image`` ({split: {min, max, mean}}),
-        ``relations_per_image`` ({split: mean}), ``num_thing_classes``,
-        ``num_predicates``, ``long_tail_ratio`` (most / least frequent train predicate;
-        inf when one never occurs), ``tag_fractions`` ({split: {tag: fraction}}) and
-        ``predicate_groups``.
-    """
-    out = {"objects_per_image": {}, "relations_per_image": {}, "tag_fractions": {}}
-    for split, records in (("train", train), ("test", test)):
-        n = np.array([len(r.labels) for r in records])
-        out["objects_per_image"][split] = {
-            "min": int(n.min()),
-            "max": int(n.max()),
-            "mean": round(float(n.mean()), 3),
-        }
-        out["relations_per_image"][split] = round(
-            float(np.mean([len(r.relations) for r in records])), 3
-        )
-        out["tag_fractions"][split] = {
-            t: round(float(np.mean([t in tags[r.image_id] for r in records])), 4)
-            for t in IMAGE_TAGS
-        }
-    counts = np.array(list(_predicate_counts(train, spec).values()), dtype=np.float64)
-    ratio = float(counts.max() / counts.min()) if counts.min() > 0 else float("inf")
-    out["num_thing_classes"] = len(spec.thing_classes)
-    out["num_predicates"] = len(spec.predicates)
-    out["long_tail_ratio"] = round(ratio, 2)
-    out["predicate_groups"] = spec.predicate_groups
-    return out
-
-
-def _summary(cfg, train, test, aux_train, aux_val, spec, stats) -> dict:
-    def n_obj(rs):
-        return int(sum(len(r.labels) for r in rs))
-
-    def n_rel(rs):
-        return int(sum(len(r.relations) for r in rs))
-
-    return {
-        "generator": "sgg_d2.data.synthetic",
-        "version": GENERATOR_VERSION,
-        "parameters": asdict(cfg),
-        **asdict(cfg),
-        "image_id_ranges": {
-            "train": [train[0].image_id, train[-1].image_id],
-            "test": [test[0].image_id, test[-1].image_id],
-            "mask_train": [aux_train[0].image_id, aux_train[-1].image_id],
-            "mask_val": [aux_val[0].image_id, aux_val[-1].image_id],
-        },
-        "num_objects": {
-            "train": n_obj(train),
-            "test": n_obj(test),
-            "mask_train": n_obj(aux_train),
-            "mask_val": n_obj(aux_val),
-        },
-        "num_relations": {"train": n_rel(train), "test": n_rel(test)},
-        "predicate_counts": {
-            "train": _predicate_counts(train, spec),
-            "test": _predicate_counts(test, spec),
-        },
-        "thing_classes": list(spec.thing_classes),
-        "predicate_classes": list(spec.predicates),
-        "aux_classes": list(AUX_CLASSES),
-        "held_out_triplets": [list(t) for t in HELD_OUT_TRIPLETS],
-        "word_vectors": {"file": "glove/synthetic.50d.txt", "dim": VECTOR_DIM},
-        # The default world's file stays as it was before presets existed.
-        **({} if spec.name == "default" else {"preset": spec.name, "statistics": stats}),
-    }
-
-
 def generate_world(
     root: str,
     cfg: WorldConfig,
@@ -356,7 +206,7 @@ def generate_world(
     cfg.validate()
     spec = world_spec(preset)
     success = os.path.join(root, SUCCESS_FILE)
-    if not force and _is_complete(root, cfg, log, preset):
+    if not force and is_complete(root, cfg, log, preset):
         log(
             f"synthetic world already complete in {root} (same parameters); "
             "use --force to regenerate"
@@ -379,7 +229,7 @@ def generate_world(
                 "image_tags": {str(r.image_id): tags[r.image_id] for r in train + test},
             },
         )
-    summary = _summary(cfg, train, test, aux_train, aux_val, spec, stats)
+    summary = world_summary(cfg, train, test, aux_train, aux_val, spec, stats)
     # Written last and atomically: its presence means the world is complete.
     write_json(success + ".tmp", summary)
     os.replace(success + ".tmp", success)
