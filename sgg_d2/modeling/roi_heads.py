@@ -4,21 +4,15 @@ The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
 
 - ``predcls``: objects are the GT boxes with their GT labels;
 - ``sgcls``: objects are the GT boxes; labels are predicted (refined by the context);
-- ``sgdet``: objects are the detector's post-NMS detections (at most
-  ``TEST.DETECTIONS_PER_IMAGE``, or ``MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE`` in training)
-  with the detector's own classes, scores (softmax including background) and class logits
-  (the context's input). A context model that re-classifies gives the final class; the
-  score stays the detector's probability of that class, and per-class NMS on the final
-  classes (``TEST.SGG.OBJECT_NMS_THRESH``) removes the copies a re-labelling creates. In
-  training, detections are assigned to GT objects by IoU >= ``MODEL.SGG.MATCH_IOU_THRESHOLD``
-  whatever their class, so the re-classification learns to correct the detector, as the
-  class it predicts is what test-time matching compares.
+- ``sgdet``: objects are the detector's post-NMS detections with the detector's own
+  classes, scores and class logits; a context model that re-classifies gives the final
+  class (``sgdet_objects``: :class:`SGDetObjects`).
 
 With ``MODEL.SGG.GROUNDING.ENABLED`` (segmentation grounding, ``grounding/``) the mask head
 (``MaskTransferHead``, auxiliary classes) gives every object a mask; the hooks
-:meth:`_ground` / :meth:`_run_context` ground the context's inputs, outputs get
-``pred_masks``, and :meth:`forward_aux` handles images of the auxiliary mask dataset.
-Without it the behaviour is exactly the plain relation stage.
+``_ground`` / ``_run_context`` ground the context's inputs, outputs get ``pred_masks``,
+and ``forward_aux`` handles images of the auxiliary mask dataset (``roi_heads_grounding``:
+:class:`GroundingHooksMixin`). Without it the behaviour is exactly the plain relation stage.
 """
 
 from typing import Dict, List, Optional
@@ -30,27 +24,28 @@ from detectron2.structures import Boxes, Instances
 
 from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
-from .context.build import ContextInputs, ContextOutputs, build_context_model
-from .grounding import SegmentationGrounding, build_grounding, mask_instances
+from .context.build import ContextInputs, build_context_model
+from .grounding import SegmentationGrounding, build_grounding
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
 from .relation.postprocess import (
     object_predictions,
     scene_graph_outputs,
-    suppress_duplicate_objects,
     suppress_duplicate_triplets,
 )
 from .relation.predictor import RelationPredictor, use_frequency_bias
-from .relation.sampling import match_to_gt, pair_targets, training_pairs
+from .relation.sampling import pair_targets, training_pairs
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
+from .roi_heads_grounding import GroundingHooksMixin
+from .sgdet_objects import SGDetObjects
 from .statistics import training_statistics
 
 __all__ = ["SceneGraphROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
-class SceneGraphROIHeads(StandardROIHeads):
+class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
     """Standard box heads (the detector) + context model + relation predictor."""
 
     @configurable
@@ -63,12 +58,10 @@ class SceneGraphROIHeads(StandardROIHeads):
         relation_predictor: RelationPredictor,
         rel_batch_size_per_image: int = 256,
         rel_positive_fraction: float = 0.25,
-        train_detections_per_image: int = 64,
-        match_iou_threshold: float = 0.5,
+        sgdet: Optional[SGDetObjects] = None,
         obj_loss_weight: float = 1.0,
         rel_loss_weight: float = 1.0,
         triplet_nms_thresh: float = 0.0,
-        object_nms_thresh: float = 0.5,
         extra_losses=(),
         grounding: Optional[SegmentationGrounding] = None,
         aux_box_predictor: Optional[torch.nn.Module] = None,
@@ -80,11 +73,11 @@ class SceneGraphROIHeads(StandardROIHeads):
             context: a model from ``CONTEXT_REGISTRY``.
             union_features: extractor of union-box features.
             relation_predictor: pair features -> (R, P + 1) logits.
+            sgdet: SGDet's settings and object steps (default ``SGDetObjects()``).
             extra_losses: modules of ``RELATION_LOSS_REGISTRY`` added in training.
             grounding: segmentation grounding (needs the ``MaskTransferHead``), or None.
             aux_box_predictor: box predictor over the auxiliary classes (grounding: SGCls /
                 SGDet masks on auxiliary images), or None.
-            object_nms_thresh: SGDet: IoU of the per-class NMS on the final classes (<= 0: off).
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -96,12 +89,10 @@ class SceneGraphROIHeads(StandardROIHeads):
         self.relation_predictor = relation_predictor
         self.rel_batch_size_per_image = rel_batch_size_per_image
         self.rel_positive_fraction = rel_positive_fraction
-        self.train_detections_per_image = train_detections_per_image
-        self.match_iou_threshold = match_iou_threshold
+        self.sgdet = sgdet if sgdet is not None else SGDetObjects()
         self.obj_loss_weight = obj_loss_weight
         self.rel_loss_weight = rel_loss_weight
         self.triplet_nms_thresh = triplet_nms_thresh
-        self.object_nms_thresh = object_nms_thresh
         self.extra_losses = torch.nn.ModuleList(extra_losses)
         # contrastive anchors drawn per image and side (0: none), asked for by an extra loss
         self.anchors_per_image = max(
@@ -140,13 +131,11 @@ class SceneGraphROIHeads(StandardROIHeads):
             ),
             rel_batch_size_per_image=sgg.BATCH_SIZE_PER_IMAGE,
             rel_positive_fraction=sgg.POSITIVE_FRACTION,
-            train_detections_per_image=sgg.TRAIN_DETECTIONS_PER_IMAGE,
-            match_iou_threshold=sgg.MATCH_IOU_THRESHOLD,
+            sgdet=SGDetObjects.from_config(cfg),
             obj_loss_weight=sgg.OBJ_LOSS_WEIGHT,
             rel_loss_weight=sgg.REL_LOSS_WEIGHT,
             # SGDet only: the authors' code skips triplet NMS with GT boxes
             triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH if sgg.MODE == "sgdet" else 0.0,
-            object_nms_thresh=cfg.TEST.SGG.OBJECT_NMS_THRESH,
             extra_losses=build_relation_losses(cfg),
         )
         if sgg.GROUNDING.ENABLED:
@@ -159,8 +148,7 @@ class SceneGraphROIHeads(StandardROIHeads):
         box predictor on the same box head, e.g. the auxiliary one)."""
         predictor = predictor or self.box_predictor
         with torch.no_grad():
-            maps = [features[f] for f in self.box_in_features]
-            feats = self.box_head(self.box_pooler(maps, [p.proposal_boxes for p in proposals]))
+            feats = self._box_features(features, [p.proposal_boxes for p in proposals])
             predictions = predictor(feats)
             detections, kept = predictor.inference(predictions, proposals)
             logits = predictions[0].split([len(p) for p in proposals])
@@ -169,8 +157,12 @@ class SceneGraphROIHeads(StandardROIHeads):
                 # the distribution the detector's class and score come from
                 det.det_logits = lg[k]
         if self.training:
-            detections = [d[: self.train_detections_per_image] for d in detections]
+            detections = self.sgdet.for_training(detections)
         return detections
+
+    def _box_features(self, features, boxes: List[Boxes]) -> torch.Tensor:
+        """(N, D) box-head features of ``boxes`` (per image), images concatenated."""
+        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
 
     def _objects(self, features, proposals, targets):
         """Boxes (list of (N_i, 4)), GT labels to condition on, GT index per object (training)
@@ -178,44 +170,17 @@ class SceneGraphROIHeads(StandardROIHeads):
         ``det_logits``; else None)."""
         if self.mode == "sgdet":
             dets = self._detect(features, proposals)
-            boxes = [d.pred_boxes.tensor for d in dets]
-            if not self.training:
-                return boxes, None, None, dets
-            # class-agnostic: the label is the context's to predict (consistent with test)
-            obj_to_gt = [
-                match_to_gt(
-                    d.pred_boxes.tensor,
-                    torch.zeros_like(d.pred_classes),
-                    t.gt_boxes.tensor,
-                    torch.zeros_like(t.gt_classes),
-                    self.match_iou_threshold,
-                )
-                for d, t in zip(dets, targets)
-            ]
-            return boxes, None, obj_to_gt, dets
+            obj_to_gt = self.sgdet.match(dets, targets) if self.training else None
+            return [d.pred_boxes.tensor for d in dets], None, obj_to_gt, dets
         boxes = [t.gt_boxes.tensor for t in targets]
         obj_to_gt = [torch.arange(len(b), device=b.device) for b in boxes]
         gt_labels = torch.cat([t.gt_classes for t in targets]) if self.mode == "predcls" else None
         return boxes, gt_labels, obj_to_gt, None
 
-    def _final_objects(self, inputs: ContextInputs, out: ContextOutputs, dets):
-        """(N,) final labels and scores (``object_predictions``); in SGDet the detector's
-        scores, and its classes where the context does not re-classify."""
-        if dets is None:
-            return object_predictions(out.obj_logits, inputs.gt_labels)
-        return object_predictions(
-            out.obj_logits,
-            None,
-            torch.cat([d.det_logits for d in dets]).softmax(dim=1),
-            torch.cat([d.pred_classes for d in dets]),
-            refined=out.obj_logits is not inputs.obj_logits,
-        )
-
     def _object_features(self, features, boxes):
         """(N, D) RoI features and (N, C) detector logits over the real classes."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self._detector_trainable()):
-            maps = [features[f] for f in self.box_in_features]
-            feats = self.box_head(self.box_pooler(maps, [Boxes(b) for b in boxes]))
+            feats = self._box_features(features, [Boxes(b) for b in boxes])
             # Detectron2 puts background last: keep the C real classes.
             logits = self.box_predictor(feats)[0][:, : self.num_classes]
         return feats, logits
@@ -287,7 +252,7 @@ class SceneGraphROIHeads(StandardROIHeads):
             features, boxes, pairs, list(images.image_sizes), gt_labels, images.tensor, sampling
         )
         if dets is not None:  # SGDet: the detector's own class logits, not re-derived ones
-            inputs.obj_logits = torch.cat([d.det_logits for d in dets])[:, : self.num_classes]
+            inputs.obj_logits = self.sgdet.context_logits(dets, self.num_classes)
         if self.training:
             inputs.gt_instances = targets
             inputs.relation_predictor = self.relation_predictor
@@ -295,7 +260,11 @@ class SceneGraphROIHeads(StandardROIHeads):
             inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
         state = self._ground(features, boxes, inputs)
         out = self._run_context(features, boxes, pairs, inputs, state)
-        labels, scores = self._final_objects(inputs, out, dets)
+        if dets is None:
+            labels, scores = object_predictions(out.obj_logits, inputs.gt_labels)
+        else:
+            refined = out.obj_logits is not inputs.obj_logits
+            labels, scores = self.sgdet.final_objects(out.obj_logits, dets, refined)
         rel_logits = self.relation_predictor(
             out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
         )
@@ -314,113 +283,9 @@ class SceneGraphROIHeads(StandardROIHeads):
                     results, state, out.obj_repr, labels, self.mask_head
                 )
             if dets is not None:
-                results = suppress_duplicate_objects(results, self.object_nms_thresh)
+                results = self.sgdet.suppress_duplicates(results)
             return suppress_duplicate_triplets(results, self.triplet_nms_thresh), {}
         return {}, self._losses(inputs, out, rel_logits, pair_labels)
-
-    # -------------------------------------------------------------- grounding
-    def _ground(self, features, boxes, inputs: ContextInputs):
-        """Grounding hook: auxiliary mask logits and transferred masks (None when off)."""
-        if self.grounding is None:
-            return None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self._detector_trainable()):
-            maps = [features[f] for f in self.mask_in_features]
-            aux = self.mask_head.layers(self.mask_pooler(maps, [Boxes(b) for b in boxes]))
-        return self.grounding.objects(aux, self.mask_head, inputs.obj_logits, inputs.gt_labels)
-
-    def _run_context(
-        self, features, boxes, pairs, inputs, state, refine_inputs: bool = True
-    ) -> ContextOutputs:
-        """Union features when needed, grounded nodes/edges when ``state``, the context.
-
-        With the paper's final model (``GROUNDING.USE_REFINED_MASKS`` and refinement on;
-        ``refine_inputs``), two context passes with the same weights: pass 1 on nodes/edges
-        grounded in the transferred masks gives ``obj_repr``, which refines the masks
-        (``state`` is updated in place); pass 2 on nodes/edges grounded in the refined
-        masks gives the returned outputs (relations, object classes). The relation loss
-        reaches the refinement head and, through ``obj_repr``, pass 1.
-        """
-        obj_features, union = inputs.obj_features, None
-        if self.context.needs_union_features:
-            union = self.union_features(
-                features, boxes, pairs, inputs.image_sizes, images=inputs.images
-            )
-
-        def context_pass():
-            inputs.obj_features = obj_features
-            if union is not None:
-                inputs.union_features = union
-            if state is not None:
-                inputs.obj_features = self.grounding.node_features(obj_features, state)
-                if union is not None:
-                    inputs.union_features = self.grounding.edge_features(
-                        union, state, inputs.boxes, inputs.pairs
-                    )
-            return self.context(inputs)
-
-        out = context_pass()
-        if state is not None and refine_inputs and self.grounding.grounds_in_refined_masks():
-            self.grounding.apply_refinement(state, out.obj_repr, self.mask_head)
-            out = context_pass()
-        return out
-
-    def forward_aux(self, images, features, proposals, targets):
-        """Images of the auxiliary mask dataset (segmentation grounding only).
-
-        Training: objects are the GT boxes, and the only loss is the refinement pixel loss
-        ``loss_mask_refine``. Inference: objects by mode (PredCls: GT boxes and classes;
-        SGCls: GT boxes, auxiliary box classifier; SGDet: auxiliary detections), each with
-        its (refined, if enabled) mask of its auxiliary class.
-
-        Returns:
-            Like :meth:`forward`: ``({}, losses)`` or ``(list of {"instances"}, {})``.
-        """
-        if self.grounding is None:
-            raise ValueError("auxiliary-dataset inputs need MODEL.SGG.GROUNDING.ENABLED")
-        if self.training and not self.grounding.refines:
-            raise ValueError("auxiliary images in training need MODEL.SGG.GROUNDING.REFINE")
-        boxes, classes, scores = self._aux_objects(features, proposals, targets)
-        pairs = [self._aux_pairs(len(b), b.device) for b in boxes]
-        inputs = self._context_inputs(
-            features, boxes, pairs, list(images.image_sizes), None, images.tensor
-        )
-        state = self._ground(features, boxes, inputs)
-        logits = state.aux_logits
-        if self.training or (self.grounding.refines and self.grounding.refine_at_test):
-            out = self._run_context(features, boxes, pairs, inputs, state, refine_inputs=False)
-            logits = self.grounding.refine(logits, out.obj_repr)
-        if not self.training:
-            return mask_instances(boxes, classes, scores, logits, inputs.image_sizes), {}
-        size = logits.shape[-1]
-        gt = [t.gt_masks.crop_and_resize(t.gt_boxes.tensor, size) for t in targets]
-        return {}, self.grounding.refine_loss(logits, classes, torch.cat(gt).to(logits.dtype))
-
-    def _aux_objects(self, features, proposals, targets):
-        """Auxiliary images: per image boxes, and (N,) auxiliary classes and scores."""
-        if self.mode == "sgdet" and not self.training:
-            dets = self._detect(features, proposals, self.aux_box_predictor)
-            classes = torch.cat([d.pred_classes for d in dets])
-            return [d.pred_boxes.tensor for d in dets], classes, torch.cat([d.scores for d in dets])
-        if targets is None:
-            raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
-        boxes = [t.gt_boxes.tensor for t in targets]
-        classes = torch.cat([t.gt_classes for t in targets])
-        scores = torch.ones(len(classes), device=classes.device)
-        if self.mode == "sgcls" and not self.training:
-            with torch.no_grad():
-                maps = [features[f] for f in self.box_in_features]
-                feats = self.box_head(self.box_pooler(maps, [Boxes(b) for b in boxes]))
-                probs = self.aux_box_predictor(feats)[0].softmax(dim=1)[:, :-1]
-            scores, classes = probs.max(dim=1)
-        return boxes, classes, scores
-
-    def _aux_pairs(self, num_objects: int, device) -> torch.Tensor:
-        """All ordered pairs; at most ``aux_pairs_per_image`` random ones in training."""
-        pairs = all_ordered_pairs(num_objects, device=device)
-        cap = self.grounding.aux_pairs_per_image
-        if self.training and len(pairs) > cap:
-            pairs = pairs[torch.randperm(len(pairs), device=device)[:cap]]
-        return pairs
 
     def _context_inputs(
         self, features, boxes, pairs, image_sizes, gt_labels, images=None, sampling=None
