@@ -49,6 +49,7 @@ class SGDetObjects:
 
     @classmethod
     def from_config(cls, cfg) -> "SGDetObjects":
+        """The settings of ``MODEL.SGG`` and ``TEST.SGG``."""
         return cls(
             train_detections_per_image=cfg.MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE,
             match_iou_threshold=cfg.MODEL.SGG.MATCH_IOU_THRESHOLD,

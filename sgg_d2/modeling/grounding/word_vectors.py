@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 VECTOR_FORMATS = ("auto", "glove", "word2vec", "word2vec_binary", "kv")
 
 
+def _require_file(path: str) -> None:
+    """Raise ``FileNotFoundError`` (naming the config key) unless ``path`` is a file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS)"
+        )
+
+
 def _guess_format(path: str) -> str:
     """ "kv" for gensim's native files, "word2vec_binary" for ``.bin``, else by the header."""
     if path.endswith(".kv"):
@@ -58,10 +66,7 @@ def load_keyed_vectors(path: str, fmt: str = "auto"):
 
     if fmt not in VECTOR_FORMATS:
         raise ValueError(f"word-vector format {fmt!r}; valid: {', '.join(VECTOR_FORMATS)}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS)"
-        )
+    _require_file(path)
     if fmt == "auto":
         fmt = _guess_format(path)
     logger.info("Loading word vectors (%s) from %s", fmt, path)
@@ -147,10 +152,7 @@ def cached_class_vectors(
     Returns:
         (target_vectors, aux_vectors), float64.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS)"
-        )
+    _require_file(path)
     folder = cache_dir or os.path.join(os.path.dirname(os.path.abspath(path)), ".sgg_cache")
     cache = os.path.join(
         folder, f"class_vectors_{_cache_key(target_names, aux_names, path, fmt)}.npz"
