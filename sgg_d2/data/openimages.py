@@ -10,18 +10,13 @@ classes / 30 predicates) and the V4 subset (57 / 9) differ only in that file. Im
 
 import os
 from functools import partial
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 
 from ._boxes import SplitRecords
-from ._checks import (
-    DatasetFormatError,
-    load_json_file,
-    register_split,
-    require_file,
-    require_keys,
-)
+from ._checks import DatasetFormatError, load_json_file, require_keys
+from ._split_file import register_split_file, split_file_loader
 
 __all__ = ["load_openimages", "register_openimages", "load_openimages_classes"]
 
@@ -62,32 +57,15 @@ def _parse_entry(entry: Any, num_classes: int, num_predicates: int, where: str):
     return boxes, labels, rels, width, height
 
 
-def load_openimages(
+def _add_entries(
+    split: SplitRecords,
+    data: List[Any],
     annotation_file: str,
     image_root: str,
     num_classes: int,
     num_predicates: int,
-    *,
-    degenerate_boxes: str = "enlarge",
-    filter_empty_relations: bool = False,
-) -> List[Dict[str, Any]]:
-    """Load one OpenImages relationship annotation file as scene-graph dicts.
-
-    Args:
-        annotation_file: ``vrd-{train,val,test}-anno.json``.
-        image_root: folder of ``<img_fn>.jpg``.
-        num_classes, num_predicates: sizes of the class lists (for range checks).
-        degenerate_boxes: zero-area box rule (see :mod:`sgg_d2.data._boxes`).
-        filter_empty_relations: drop entries without relations (counted, logged).
-
-    Returns:
-        list of dicts (data contract), in file order.
-    """
-    label = f"OpenImages ({os.path.basename(annotation_file)})"
-    split = SplitRecords(label, degenerate_boxes, filter_empty_relations)
-    data = load_json_file(annotation_file, "annotation_file")
-    if not isinstance(data, list):
-        raise DatasetFormatError(f"annotation_file {annotation_file}: expected a JSON list")
+) -> None:
+    """Pass every entry of a parsed annotation list through ``split`` (file order)."""
     for k, entry in enumerate(data):
         fn = entry.get("img_fn") if isinstance(entry, dict) else None
         where = f"annotation_file {annotation_file}, entry {k} (img_fn {fn!r})"
@@ -95,7 +73,17 @@ def load_openimages(
         if not split.skip(rels):
             file_name = os.path.join(image_root, f"{fn}.jpg")
             split.add(file_name, str(fn), width, height, boxes, labels, rels, where=where)
-    return split.finish()
+
+
+load_openimages = split_file_loader(
+    "load_openimages",
+    "OpenImages",
+    list,
+    _add_entries,
+    annotation_file="``vrd-{train,val,test}-anno.json``.",
+    image_root="folder of ``<img_fn>.jpg``.",
+    order="file order",
+)
 
 
 def register_openimages(
@@ -111,13 +99,11 @@ def register_openimages(
         name: dataset name, e.g. ``"openimages_v6_train"``.
         annotation_file, image_root: as in :func:`load_openimages`.
         categories_file: ``categories_dict.json`` (V6 or V4 subset).
-        options: ``train_split`` (the matching training split; default derived from
-            ``name``: ``*_test``/``*_val`` -> ``*_train``, else ``name``), ``metadata``
-            (extra metadata, e.g. ``dataset_root``) and the keyword options of
-            :func:`load_openimages` (``degenerate_boxes``, ``filter_empty_relations``),
-            all checked now.
+        options: ``train_split`` (default derived from ``name``), ``metadata`` (extra
+            metadata, e.g. ``dataset_root``) and the keyword options of :func:`load_openimages`,
+            all checked now (see :func:`sgg_d2.data._checks.register_split`).
     """
-    require_file(annotation_file, "annotation_file")
-    classes = load_openimages_classes(categories_file)
-    load = partial(load_openimages, annotation_file, image_root, *map(len, classes))
-    register_split(name, load, classes, "openimages_sg", image_root, **options)
+    load_classes = partial(load_openimages_classes, categories_file)
+    register_split_file(
+        name, load_openimages, annotation_file, image_root, load_classes, "openimages_sg", **options
+    )

@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from ._boxes import SplitRecords
-from ._checks import DatasetFormatError, image_size, load_json_file, register_split, require_file
+from ._checks import DatasetFormatError, image_size, load_json_file
+from ._split_file import register_split_file, split_file_loader
 
 __all__ = ["load_vrd", "register_vrd", "load_vrd_classes"]
 
@@ -73,33 +74,16 @@ def _parse_image(relations: Any, num_classes: int, num_predicates: int, where: s
     return table, np.array(triples, dtype=np.int64).reshape(-1, 3)
 
 
-def load_vrd(
+def _add_images(
+    split: SplitRecords,
+    data: Dict[str, Any],
     annotation_file: str,
     image_root: str,
     num_classes: int,
     num_predicates: int,
-    *,
-    degenerate_boxes: str = "enlarge",
-    filter_empty_relations: bool = False,
-) -> List[Dict[str, Any]]:
-    """Load one VRD annotation file as Detectron2 scene-graph dicts.
-
-    Args:
-        annotation_file: ``annotations_{train,test}.json``.
-        image_root: folder holding the image files named by the annotation keys.
-        num_classes, num_predicates: sizes of the class lists (for range checks).
-        degenerate_boxes: zero-area box rule (see :mod:`sgg_d2.data._boxes`).
-        filter_empty_relations: drop images listed with no relation (counted, logged);
-            by default they are kept with no annotations.
-
-    Returns:
-        list of dicts (data contract), in the order of the file's keys.
-    """
-    label = f"VRD ({os.path.basename(annotation_file)})"
-    split, seen = SplitRecords(label, degenerate_boxes, filter_empty_relations), {}
-    data = load_json_file(annotation_file, "annotation_file")
-    if not isinstance(data, dict):
-        raise DatasetFormatError(f"annotation_file {annotation_file}: expected a JSON object")
+) -> None:
+    """Pass every image of a parsed annotation object through ``split`` (key order)."""
+    seen: Dict[str, str] = {}
     for key, relations in data.items():
         where = f"annotation_file {annotation_file}, image {key!r}"
         objects, triples = _parse_image(relations, num_classes, num_predicates, where)
@@ -117,7 +101,17 @@ def load_vrd(
         split.add(
             file_name, image_id, width, height, objects[:, 1:], objects[:, 0], triples, where=where
         )
-    return split.finish()
+
+
+load_vrd = split_file_loader(
+    "load_vrd",
+    "VRD",
+    dict,
+    _add_images,
+    annotation_file="``annotations_{train,test}.json``.",
+    image_root="folder holding the image files named by the annotation keys.",
+    order="the order of the file's keys",
+)
 
 
 def register_vrd(
@@ -134,12 +128,9 @@ def register_vrd(
         name: dataset name, e.g. ``"vrd_train"``.
         annotation_file, image_root: as in :func:`load_vrd`.
         objects_file, predicates_file: the VRD class lists (JSON lists of names).
-        options: ``train_split`` (the matching training split; default derived from
-            ``name``: ``*_test``/``*_val`` -> ``*_train``, else ``name``), ``metadata``
-            (extra metadata, e.g. ``dataset_root``) and the keyword options of
-            :func:`load_vrd` (``degenerate_boxes``, ``filter_empty_relations``), all checked now.
+        options: ``train_split`` (default derived from ``name``), ``metadata`` (extra
+            metadata, e.g. ``dataset_root``) and the keyword options of :func:`load_vrd`,
+            all checked now (see :func:`sgg_d2.data._checks.register_split`).
     """
-    require_file(annotation_file, "annotation_file")
-    classes = load_vrd_classes(objects_file, predicates_file)
-    load = partial(load_vrd, annotation_file, image_root, *map(len, classes))
-    register_split(name, load, classes, "vrd", image_root, **options)
+    load_classes = partial(load_vrd_classes, objects_file, predicates_file)
+    register_split_file(name, load_vrd, annotation_file, image_root, load_classes, "vrd", **options)
