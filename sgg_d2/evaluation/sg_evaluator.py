@@ -4,12 +4,13 @@ Metrics (percent): R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K and, in the GT-bo
 (PredCls, SGCls), A@K; per-predicate recall in the log table and the JSON file. The
 protocol is documented in ``docs/EVALUATION.md`` and :mod:`.functional.recall`.
 
-Subsets (:mod:`.subsets` defines R@K / mR@K on a subset of images and predicates): when
-the dataset's metadata has ``predicate_groups`` (group name -> predicate names) and/or
-``image_tags`` (image_id -> list of tags), the results also hold ``R@K[name]`` and
-``mR@K[name]`` for every group (all images, the group's predicates) and every tag (the
-tagged images, all predicates); :meth:`SceneGraphEvaluator.evaluate_subset` evaluates
-any other subset after :meth:`~.base.RelationEvaluatorBase.evaluate`.
+Subsets (:mod:`.subsets` defines R@K / mR@K on a subset of images and predicates,
+:mod:`.metadata_subsets` reads the named ones): when the dataset's metadata has
+``predicate_groups`` (group name -> predicate names) and/or ``image_tags`` (image_id ->
+list of tags), the results also hold ``R@K[name]`` and ``mR@K[name]`` for every group (all
+images, the group's predicates) and every tag (the tagged images, all predicates);
+:meth:`SceneGraphEvaluator.evaluate_subset` evaluates any other subset after
+:meth:`~.base.RelationEvaluatorBase.evaluate`.
 """
 
 import logging
@@ -19,7 +20,6 @@ from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.utils import comm
 
 from ..config.defaults import SGG_MODES
@@ -32,6 +32,14 @@ from .functional.candidates import (
 from .functional.many_to_many import match_scene_graph_images
 from .functional.matching import GroundTruthGraph
 from .functional.recall import aggregate_scene_graph_recall, zero_shot_mask
+from .metadata_subsets import (
+    Subset,
+    metadata_subsets,
+    predicate_indices,
+    subset_details,
+    subset_metrics,
+    subset_table,
+)
 from .prediction_io import numpy_candidates
 from .subsets import subset_recall
 from .tables import metric_grid_table, ordered, per_predicate_json, per_predicate_table
@@ -43,8 +51,6 @@ logger = logging.getLogger(__name__)
 # Modes where the model's instances are the image's annotations, in dataset order.
 GT_BOX_MODES = ("predcls", "sgcls")
 FAMILIES = ["R", "mR", "zsR", "ng-R", "ng-mR", "ng-zsR", "A"]
-# Families reported for the metadata subsets (evaluate_subset also gives the ng- ones).
-SUBSET_FAMILIES = ("R", "mR")
 
 
 class SceneGraphEvaluator(RelationEvaluatorBase):
@@ -247,7 +253,10 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         if image_ids is not None:
             wanted = set(image_ids)
             mask = np.array([image_id in wanted for image_id in ids], dtype=bool)
-        indices = None if predicates is None else self._predicate_indices(predicates, "")
+        indices = None
+        if predicates is not None:
+            names, dataset = self._predicate_classes, self._dataset_name
+            indices = predicate_indices(predicates, names, dataset, "")
         return subset_recall(
             [gt.relations[:, 2] for gt in gts],
             matches,
@@ -257,57 +266,15 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             predicates=indices,
         )
 
-    def _predicate_indices(self, predicates, where: str) -> List[int]:
-        names = list(self._predicate_classes)
-        indices = []
-        for p in predicates:
-            if isinstance(p, (int, np.integer)) and 0 <= int(p) < len(names):
-                indices.append(int(p))
-            elif isinstance(p, str) and p in names:
-                indices.append(names.index(p))
-            else:
-                raise ValueError(
-                    f"{where}predicate {p!r} is not a predicate of '{self._dataset_name}' "
-                    f"(names or indices 0..{len(names) - 1}: {', '.join(names)})"
-                )
-        return indices
-
-    def metadata_subsets(self) -> Dict[str, Tuple[Optional[set], Optional[List[int]]]]:
-        """name -> (image ids or None, predicate indices or None) from the metadata.
-
-        ``predicate_groups`` (dict group -> predicate names) gives predicate subsets over
-        all images; ``image_tags`` (dict image_id -> tags) gives one image subset per tag
-        over all predicates. A group and a tag may not share a name.
+    def metadata_subsets(self) -> Dict[str, Subset]:
+        """name -> (image ids or None, predicate indices or None) from the dataset
+        metadata's ``predicate_groups`` and ``image_tags``; see
+        :func:`~.metadata_subsets.metadata_subsets`.
 
         Raises:
             ValueError: malformed metadata, naming the dataset, key and entry.
         """
-        meta = MetadataCatalog.get(self._dataset_name)
-        groups = meta.get("predicate_groups", None) or {}
-        tags = meta.get("image_tags", None) or {}
-        where = f"dataset '{self._dataset_name}' metadata"
-        if not isinstance(groups, dict) or not isinstance(tags, dict):
-            raise ValueError(
-                f"{where}: predicate_groups and image_tags must be dicts "
-                f"(got {type(groups).__name__}, {type(tags).__name__})"
-            )
-        subsets: Dict[str, Tuple[Optional[set], Optional[List[int]]]] = {}
-        for group, names in sorted(groups.items()):
-            if isinstance(names, str):
-                raise ValueError(f"{where} predicate_groups[{group!r}]: expected a list of names")
-            indices = self._predicate_indices(names, f"{where} predicate_groups[{group!r}]: ")
-            subsets[str(group)] = (None, indices)
-        by_tag: Dict[str, set] = {}
-        for image_id, image_tags in tags.items():
-            if isinstance(image_tags, str):
-                raise ValueError(f"{where} image_tags[{image_id!r}]: expected a list of tags")
-            for tag in image_tags:
-                by_tag.setdefault(str(tag), set()).add(image_id)
-        for tag, ids in sorted(by_tag.items()):
-            if tag in subsets:
-                raise ValueError(f"{where}: {tag!r} is both a predicate group and an image tag")
-            subsets[tag] = (ids, None)
-        return subsets
+        return metadata_subsets(self._dataset_name, self._predicate_classes)
 
     def _subset_metrics(self, gts, matches) -> Tuple[Dict[str, float], Dict[str, Any]]:
         metrics: Dict[str, float] = {}
@@ -320,26 +287,10 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             found = subset_recall(
                 gt_predicates, matches, self._ks, self.num_predicates, mask, indices
             )
-            images = np.ones(len(gts), dtype=bool) if mask is None else mask
-            in_q = np.ones(self.num_predicates, dtype=bool)
-            if indices is not None:
-                in_q[:] = False
-                in_q[indices] = True
-            details[name] = {
-                "num_images": int(images.sum()),
-                "num_gt_triplets": int(
-                    sum(in_q[p].sum() for p, m in zip(gt_predicates, images) if m)
-                ),
-                "predicates": None
-                if indices is None
-                else [self._predicate_classes[i] for i in indices],
-            }
+            details[name] = subset_details(gt_predicates, mask, indices, self._predicate_classes)
             if not found:
                 logger.warning(f"Subset {name!r} of '{self._dataset_name}' has no GT triplet")
-            for family in SUBSET_FAMILIES:
-                for k in self._ks:
-                    if f"{family}@{k}" in found:
-                        metrics[f"{family}@{k}[{name}]"] = found[f"{family}@{k}"]
+            metrics.update(subset_metrics(found, name, self._ks))
         return metrics, details
 
     def _summarize(self, gts: List[GroundTruthGraph], matches: List[Dict[str, np.ndarray]]):
@@ -355,8 +306,8 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         )
         columns = [f"@{k}" for k in self._ks]
         metrics = ordered(metrics, FAMILIES, columns)
-        subset_metrics, subsets = self._subset_metrics(gts, matches)
-        metrics.update(subset_metrics)
+        found_subsets, subsets = self._subset_metrics(gts, matches)
+        metrics.update(found_subsets)
         details = {
             "mode": self._mode,
             "num_images_with_relations": sum(1 for gt in gts if len(gt.relations)),
@@ -370,26 +321,11 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         table = (
             f"mode: {self._mode}, {len(gts)} images\n"
             + metric_grid_table(metrics, FAMILIES, columns)
-            + _subset_table(subset_metrics, list(subsets), columns)
+            + subset_table(found_subsets, list(subsets), columns)
             + "\nPer-predicate recall (mean over images containing the predicate):\n"
             + per_predicate_table(self._predicate_classes, per_predicate, class_columns)
         )
         return metrics, details, table
-
-
-def _subset_table(metrics: Dict[str, float], names: List[str], columns: List[str]) -> str:
-    if not metrics:
-        return ""
-    families = [f"{family}[{name}]" for name in names for family in SUBSET_FAMILIES]
-    # metric_grid_table reads family + column, e.g. "R[x]" + "@50"; rename to match.
-    renamed = {}
-    for key, value in metrics.items():
-        family_at, name = key[:-1].split("[", 1)
-        family, k = family_at.split("@")
-        renamed[f"{family}[{name}]@{k}"] = value
-    return "\nSubsets (R@K over the subset's GT triplets, mR@K over its classes):\n" + (
-        metric_grid_table(renamed, families, columns)
-    )
 
 
 def _as_triplets(array) -> np.ndarray:
