@@ -1,7 +1,41 @@
-"""Test setup: import sgg_d2 first so Detectron2 gets its ``_C`` stand-in if needed."""
+"""Test setup: import sgg_d2 first so Detectron2 gets its ``_C`` stand-in if needed.
+
+Shared fixtures: ``sgg_cfg``, a fresh default config; and, for the engine tests, one tiny
+synthetic world and one tiny trained detector per session (read-only: a test that changes
+one copies it first). The engine fixtures live here, not in ``tests/engine/conftest.py``,
+so that no second module named ``conftest`` shadows ``tests/modeling/conftest.py``, which
+modeling tests import from.
+"""
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import pytest  # noqa: E402
+import tiny_configs  # noqa: E402
+from engine_support import CPU, DETECTOR, TINY_WORLD, schedule, train_net  # noqa: E402
+
 import sgg_d2  # noqa: E402,F401
+from sgg_d2.data.synthetic import generate_world  # noqa: E402
+
+
+@pytest.fixture
+def sgg_cfg():
+    """A fresh config: Detectron2's defaults with the SGG keys."""
+    return tiny_configs.sgg_cfg()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The datasets root ($SGG_DATASETS) holding ``synthetic``: ``TINY_WORLD``."""
+    root = tmp_path_factory.mktemp("datasets")
+    generate_world(str(root / "synthetic"), TINY_WORLD, progress=False, log=lambda _: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_detector(world, tmp_path_factory):
+    """The output folder of a 20-iteration detector run (``model_final.pth``, metrics)."""
+    out = tmp_path_factory.mktemp("detector")
+    train_net(world, "--config-file", DETECTOR, *CPU, *schedule(20, 5), "OUTPUT_DIR", str(out))
+    return out

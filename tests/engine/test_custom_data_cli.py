@@ -2,46 +2,25 @@
 on a tiny world, and inference from the weights alone with no dataset registered."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from engine_support import CPU, MOTIFS, NARROW, run_script, schedule, succeeded
 
-from sgg_d2.data.synthetic import THING_CLASSES, WorldConfig, generate_world
+from sgg_d2.data.synthetic import THING_CLASSES
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = "configs/synthetic/motifs_R18_FPN_sgcls.yaml"
-SMALL = [
-    "MODEL.DEVICE",
-    "cpu",
-    "DATALOADER.NUM_WORKERS",
-    "0",
-    "SOLVER.IMS_PER_BATCH",
-    "2",
-    "MODEL.SGG.UNION_DIM",
-    "32",
-    "MODEL.SGG.CONTEXT_HIDDEN_DIM",
-    "16",
-    "MODEL.SGG.DETECTOR_WEIGHTS",
-    "",
-]
+CONFIG = MOTIFS.format("sgcls")
+SMALL = [*CPU, *NARROW, "MODEL.SGG.DETECTOR_WEIGHTS", ""]
 
 
 def run(args, datasets_root, module=None):
-    env = dict(os.environ, SGG_DATASETS=str(datasets_root), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, *(["-m", module] if module else []), *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    return run_script(args, datasets_root, module=module, one_thread=True)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny world used as custom data, an empty builtin root, and a trained model."""
-    root = tmp_path_factory.mktemp("world")
-    config = WorldConfig(num_train=6, num_val=2, num_test=2, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "w"), config, progress=False, log=lambda _: None)
-    js, images = root / "w" / "json", str(root / "w" / "images")
+def setup(world, tmp_path_factory):
+    """The tiny world used as custom data, an empty builtin root, and a trained model."""
+    js, images = world / "synthetic" / "json", str(world / "synthetic" / "images")
     custom = json.dumps(
         [
             ["mine_train", str(js / "scene_graphs_train.json"), images],
@@ -62,12 +41,7 @@ def setup(tmp_path_factory):
             '("mine_train",)',
             "DATASETS.TEST",
             '("mine_test",)',
-            "SOLVER.MAX_ITER",
-            "4",
-            "SOLVER.WARMUP_ITERS",
-            "1",
-            "SOLVER.STEPS",
-            "()",
+            *schedule(4, 1),
             "SEED",
             "0",
             "OUTPUT_DIR",
@@ -75,21 +49,21 @@ def setup(tmp_path_factory):
         ],
         empty,
     )
-    assert proc.returncode == 0, proc.stderr[-5000:]
-    return {"root": root, "custom": custom, "empty": empty, "out": out, "images": images}
+    succeeded(proc)
+    return {"json": js, "custom": custom, "empty": empty, "out": out, "images": images}
 
 
 def test_training_evaluated_on_the_custom_test_split(setup):
     pred = setup["out"] / "inference" / "mine_test" / "scene_graph_predictions.pth"
     assert pred.is_file()
-    js = setup["root"] / "w" / "json"
+    js = setup["json"]
     args = ["--dataset", "mine_test", "--predictions", str(pred)]
     register = []
     for split in ("train", "test"):  # zsR@K compares with the training split
         register += ["--register", f"mine_{split}", str(js / f"scene_graphs_{split}.json")]
         register.append(setup["images"])
     proc = run([*args, *register], setup["empty"], module="sgg_d2.evaluation")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    succeeded(proc)
     assert "R@50" in json.loads(proc.stdout)["sgg"]
     # without registering it: an error naming the dataset and the builtin root
     proc = run(args, setup["empty"], module="sgg_d2.evaluation")
@@ -121,7 +95,7 @@ def test_demo_from_config_and_weights_only(setup, tmp_path):
         ],
         setup["empty"],
     )
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    succeeded(proc)
     graph = json.loads((tmp_path / (image.stem + ".json")).read_text())
     assert graph["objects"] and {o["class"] for o in graph["objects"]} <= set(THING_CLASSES)
     assert graph["model"]["mode"] == "sgdet" and "XYXY" in graph["format"]["box_mode"]

@@ -1,67 +1,22 @@
 """demo/demo.py and SceneGraphPredictor on synthetic images (untrained tiny model)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
+from engine_support import MOTIFS, NARROW, run_script, succeeded
 
-from sgg_d2.data.synthetic import WorldConfig, generate_world
-
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = "configs/synthetic/motifs_R18_FPN_{}.yaml"
-SMALL = [
-    "MODEL.SGG.UNION_DIM",
-    "32",
-    "MODEL.SGG.CONTEXT_HIDDEN_DIM",
-    "16",
-    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
-    "0.0",
-    "TEST.DETECTIONS_PER_IMAGE",
-    "5",
-]
+SMALL = [*NARROW, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "5"]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    config = WorldConfig(num_train=6, num_val=2, num_test=2, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "synthetic"), config, progress=False, log=lambda _: None)
-    return root
-
-
-def run_demo(world, mode, out, *extra):
-    images = world / "synthetic" / "images"
-    env = dict(os.environ, SGG_DATASETS=str(world))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "demo/demo.py",
-            "--config-file",
-            CONFIG.format(mode),
-            "--input",
-            str(images),
-            "--output",
-            str(out),
-            *extra,
-            "--random-weights",
-            *SMALL,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return sorted(images.iterdir())
+def run_demo(world, mode, inputs, out, *extra):
+    """demo.py on ``inputs`` (an image folder), random weights, tiny widths."""
+    args = ["--config-file", MOTIFS.format(mode), "--input", str(inputs), "--output", str(out)]
+    succeeded(run_script(["demo/demo.py", *args, *extra, "--random-weights", *SMALL], world))
 
 
 def test_sgdet_demo_writes_json_and_png(world, tmp_path):
-    images = run_demo(world, "sgdet", tmp_path)
+    images = sorted((world / "synthetic" / "images").iterdir())
+    run_demo(world, "sgdet", world / "synthetic" / "images", tmp_path)
     for image in images:
         graph = json.loads((tmp_path / (image.stem + ".json")).read_text())
         assert graph["objects"] and graph["relations"]
@@ -89,29 +44,7 @@ def test_predcls_demo_uses_the_given_boxes(world, tmp_path):
     table.write_text(json.dumps(boxes))
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / images[0].name).write_bytes(images[0].read_bytes())
-    env = dict(os.environ, SGG_DATASETS=str(world))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "demo/demo.py",
-            "--config-file",
-            CONFIG.format("predcls"),
-            "--input",
-            str(tmp_path / "in"),
-            "--output",
-            str(tmp_path / "out"),
-            "--boxes",
-            str(table),
-            "--random-weights",
-            *SMALL,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_demo(world, "predcls", tmp_path / "in", tmp_path / "out", "--boxes", str(table))
     graph = json.loads((tmp_path / "out" / (images[0].stem + ".json")).read_text())
     assert [o["class"] for o in graph["objects"]] == ["ball", "ring", "star"]
     assert [o["box"] for o in graph["objects"]] == [b["box"] for b in boxes[images[0].name]]

@@ -3,19 +3,17 @@
 import importlib.util
 import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
+from engine_support import MOTIFS, NARROW, REPO
 
-from sgg_d2.data.synthetic import WorldConfig, generate_world
 from sgg_d2.engine import load_config
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = str(REPO / "configs/synthetic/motifs_R18_FPN_{}.yaml")
-SMALL = ["MODEL.SGG.UNION_DIM", "32", "MODEL.SGG.CONTEXT_HIDDEN_DIM", "16"]
+CONFIG = str(REPO / MOTIFS)
+SMALL = NARROW
 
 
 def _demo_module():
@@ -26,27 +24,19 @@ def _demo_module():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A tiny world registered through DATASETS.SGG.JSON and an (untrained) checkpoint."""
-    root = tmp_path_factory.mktemp("demo_world")
-    config = WorldConfig(num_train=4, num_val=1, num_test=2, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "w"), config, progress=False, log=lambda _: None)
-    custom = json.dumps(
-        [
-            [
-                "demo_inputs_train",
-                str(root / "w/json/scene_graphs_train.json"),
-                str(root / "w/images"),
-            ]
-        ]
-    )
-    opts = [*SMALL, "DATASETS.SGG.JSON", custom, "DATASETS.TRAIN", '("demo_inputs_train",)']
+def setup(world, tmp_path_factory):
+    """The tiny world registered through DATASETS.SGG.JSON and an (untrained) checkpoint."""
+    root = world / "synthetic"
+    train = ["demo_inputs_train", str(root / "json/scene_graphs_train.json"), str(root / "images")]
+    opts = [*SMALL, "DATASETS.SGG.JSON", json.dumps([train])]
+    opts += ["DATASETS.TRAIN", '("demo_inputs_train",)']
     torch.manual_seed(0)
     model = build_model(load_config(CONFIG.format("sgcls"), opts))
-    DetectionCheckpointer(model, save_dir=str(root)).save("model")
-    image = sorted((root / "w" / "images").iterdir())[0]
+    out = tmp_path_factory.mktemp("demo_weights")
+    DetectionCheckpointer(model, save_dir=str(out)).save("model")
+    image = sorted((root / "images").iterdir())[0]
     # the checkpoint alone names the classes: no dataset needed below
-    return {"weights": str(root / "model.pth"), "image": image, "demo": _demo_module()}
+    return {"weights": str(out / "model.pth"), "image": image, "demo": _demo_module()}
 
 
 def run_demo(setup, tmp_path, mode, *extra, boxes=None, inputs=None):

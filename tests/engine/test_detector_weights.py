@@ -3,40 +3,23 @@ or a file that is no checkpoint, is an error naming the key and the file; URLs l
 An unknown MODEL.SGG.CONTEXT lists the registered names."""
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+from tiny_configs import tiny_relation_cfg
 
 import sgg_d2.modeling  # noqa: F401  (registers the models)
-from sgg_d2 import add_sgg_config
 from sgg_d2.engine.checkpoint import DetectorWeightsError
 from sgg_d2.engine.trainer import load_detector_weights
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KEY = "MODEL.SGG.DETECTOR_WEIGHTS"
 
 
 def tiny_model(num_classes=5, context="MotifsContext"):
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "synthetic" / "Base-Synthetic.yaml"))
-    cfg.MODEL.META_ARCHITECTURE = "SceneGraphRCNN"
-    cfg.MODEL.ROI_HEADS.NAME = "SceneGraphROIHeads"
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
-    cfg.MODEL.SGG.NUM_PREDICATES = 4
-    cfg.MODEL.SGG.CONTEXT = context
-    cfg.MODEL.SGG.MODE = "sgcls"
-    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = False
-    cfg.DATASETS.TRAIN = ("tests_detector_weights_unregistered",)  # no dataset statistics
-    cfg.MODEL.SGG.UNION_DIM = 32
-    cfg.MODEL.SGG.EMBED_DIM = 8
-    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 16
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
-    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
-    return build_model(cfg)
+    # an unregistered training set and no frequency bias: no dataset statistics needed
+    train = ("tests_detector_weights_unregistered",)
+    return build_model(tiny_relation_cfg(num_classes, 4, train, context, use_bias=False))
 
 
 def detector_state(model):

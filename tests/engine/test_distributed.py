@@ -7,23 +7,19 @@ early with a message saying what is needed (tested here too).
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from detectron2.config import get_cfg
+from engine_support import MOTIFS, REPO, metrics_rows, run_script, schedule, succeeded
 
 from sgg_d2.config import add_sgg_config
-from sgg_d2.data.synthetic import WorldConfig, generate_world
 from sgg_d2.engine import distributed
 from sgg_d2.engine.distributed import check_launch, create_ddp_model, launch_runs_on_cpu
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIG = "configs/synthetic/motifs_R18_FPN_predcls.yaml"
+CONFIG = MOTIFS.format("predcls")
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 TWO_PROCESSES = launch_runs_on_cpu() or GPUS >= 2
 
@@ -69,14 +65,6 @@ def test_launch_capability_matches_the_installed_detectron2():
     assert launch_runs_on_cpu() == (install_detectron2.track_of_installed() == "upstream")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    config = WorldConfig(num_train=8, num_val=2, num_test=4, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "synthetic"), config, progress=False, log=lambda _: None)
-    return root
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,15 +72,7 @@ def free_port() -> int:
 
 
 def train_net(world, *args) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SGG_DATASETS=str(world), OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "train_net.py", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_script(["train_net.py", *args], world, one_thread=True)
 
 
 COMMON = [
@@ -139,21 +119,16 @@ def test_two_process_training_then_evaluation_equals_single_process(world, tmp_p
         *COMMON,
         "SOLVER.IMS_PER_BATCH",
         "2",  # one image per process
-        "SOLVER.MAX_ITER",
-        "4",
-        "SOLVER.WARMUP_ITERS",
-        "1",
-        "SOLVER.STEPS",
-        "()",
+        *schedule(4, 1),
         "SOLVER.REFERENCE_WORLD_SIZE",
         "0",
         "OUTPUT_DIR",
         str(out),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    succeeded(proc)
     # Detectron2's default_setup logs each process's rank (rank 1: to its own log file)
     assert "World size: 2" in (out / "log.txt.rank1").read_text()
-    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    rows = metrics_rows(out)
     # (one loss in PredCls: Detectron2 logs only total_loss, gathered over both processes)
     assert max(r["iteration"] for r in rows if "total_loss" in r) == 3
     (ddp_json,) = list((out / "inference").rglob("*_metrics.json"))
@@ -168,7 +143,7 @@ def test_two_process_training_then_evaluation_equals_single_process(world, tmp_p
         "OUTPUT_DIR",
         str(single),
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    succeeded(proc)
     (single_json,) = list((single / "inference").rglob("*_metrics.json"))
     ddp_metrics = json.loads(ddp_json.read_text())
     single_metrics = json.loads(single_json.read_text())

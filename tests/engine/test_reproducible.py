@@ -6,44 +6,23 @@ a third relation run with another seed must differ, so the check is not vacuous.
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import torch
+from engine_support import (
+    DETECTOR,
+    MOTIFS,
+    assert_same_weights,
+    model_weights,
+    schedule,
+    train_net,
+)
 
-from sgg_d2.data.synthetic import WorldConfig, generate_world
-
-REPO = Path(__file__).resolve().parents[2]
-DETECTOR = "configs/synthetic/faster_rcnn_R18_FPN_detector.yaml"
-MOTIFS = "configs/synthetic/motifs_R18_FPN_sgcls.yaml"
-SHORT = ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "()"]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    config = WorldConfig(num_train=8, num_val=4, num_test=4, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "synthetic"), config, progress=False, log=lambda _: None)
-    return root
+SHORT = ["SOLVER.IMS_PER_BATCH", "2", *schedule(4, 2)]
 
 
 def train(world, out, config, *opts):
-    env = dict(os.environ, SGG_DATASETS=str(world))
-    cmd = [sys.executable, "train_net.py", "--config-file", config, *SHORT, *opts]
-    proc = subprocess.run(
-        cmd + ["OUTPUT_DIR", str(out)], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)["model"]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    different = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+    train_net(world, "--config-file", config, *SHORT, *opts, "OUTPUT_DIR", str(out))
+    return model_weights(out / "model_final.pth", weights_only=False)
 
 
 def sgg_metrics(out):
@@ -52,14 +31,13 @@ def sgg_metrics(out):
 
 
 def test_same_seed_same_weights_and_metrics(world, tmp_path):
-    first = train(world, tmp_path / "det1", DETECTOR, "SEED", "7", "SOLVER.MAX_ITER", "4")
-    again = train(world, tmp_path / "det2", DETECTOR, "SEED", "7", "SOLVER.MAX_ITER", "4")
+    first = train(world, tmp_path / "det1", DETECTOR, "SEED", "7")
+    again = train(world, tmp_path / "det2", DETECTOR, "SEED", "7")
     assert_same_weights(first, again)
 
     detector = ["MODEL.SGG.DETECTOR_WEIGHTS", str(tmp_path / "det1" / "model_final.pth")]
-    relation = [*detector, "SOLVER.MAX_ITER", "4"]
     runs = {
-        name: train(world, tmp_path / name, MOTIFS, "SEED", seed, *relation)
+        name: train(world, tmp_path / name, MOTIFS.format("sgcls"), "SEED", seed, *detector)
         for name, seed in [("rel1", "7"), ("rel2", "7"), ("rel3", "8")]
     }
     assert_same_weights(runs["rel1"], runs["rel2"])

@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
 import torch
+from engine_support import REPO, assert_same_weights, script_env
+from engine_support import model_weights as weights
 
-from sgg_d2.data.synthetic import WorldConfig, generate_world
 from sgg_d2.engine.checkpoint import (
     DamagedCheckpointError,
     ResumableTrainLoader,
@@ -23,7 +23,6 @@ from sgg_d2.engine.checkpoint import (
     select_resume_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 # MOTIFS SGCls: random pair sampling (torch), duplicate-relation filtering in the mapper
 # (numpy, in a data-loader worker), SGD momentum, a warm-up longer than the first checkpoint.
 ARGS = [
@@ -56,20 +55,11 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("datasets")
-    config = WorldConfig(num_train=12, num_val=4, num_test=4, num_mask_train=2, num_mask_val=2)
-    generate_world(str(root / "synthetic"), config, progress=False, log=lambda _: None)
-    return root
-
-
 def start(world, out, *extra):
-    env = dict(os.environ, SGG_DATASETS=str(world), OMP_NUM_THREADS="1")
     return subprocess.Popen(
         [sys.executable, "train_net.py", *extra, *ARGS, "OUTPUT_DIR", str(out)],
         cwd=REPO,
-        env=env,
+        env=script_env(world, one_thread=True),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -80,16 +70,6 @@ def finish(proc):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-5000:]
     return out
-
-
-def weights(path):
-    return torch.load(path, map_location="cpu", weights_only=True)["model"]
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    differ = [k for k in a if not torch.equal(a[k], b[k])]
-    assert not differ, f"{len(differ)} tensors differ, e.g. {differ[:3]}"
 
 
 @pytest.fixture(scope="module")
