@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, BoxMode, Instances
+from tiny_configs import tiny_relation_cfg
 
 import sgg_d2.modeling  # noqa: F401  (registers the models)
-from sgg_d2 import add_sgg_config
+from sgg_d2.modeling.context import ContextInputs
+from sgg_d2.structures import all_ordered_pairs
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 NUM_CLASSES, NUM_PREDICATES = 5, 4
 
 
@@ -55,23 +55,8 @@ if TINY_TRAIN not in DatasetCatalog.list():
 
 
 def tiny_cfg(context="MotifsContext", mode="sgcls", use_bias=True, output_dir=None):
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "synthetic" / "Base-Synthetic.yaml"))
-    cfg.MODEL.META_ARCHITECTURE = "SceneGraphRCNN"
-    cfg.MODEL.ROI_HEADS.NAME = "SceneGraphROIHeads"
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = NUM_CLASSES
-    cfg.MODEL.SGG.NUM_PREDICATES = NUM_PREDICATES
-    cfg.MODEL.SGG.CONTEXT = context
-    cfg.MODEL.SGG.MODE = mode
-    cfg.MODEL.SGG.USE_FREQUENCY_BIAS = use_bias
-    cfg.DATASETS.TRAIN = (TINY_TRAIN,)
+    cfg = tiny_relation_cfg(NUM_CLASSES, NUM_PREDICATES, (TINY_TRAIN,), context, mode, use_bias)
     cfg.OUTPUT_DIR = str(output_dir or Path(__import__("tempfile").mkdtemp(prefix="sgg_tiny_")))
-    cfg.MODEL.SGG.UNION_DIM = 32
-    cfg.MODEL.SGG.EMBED_DIM = 8
-    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 16
-    cfg.MODEL.FPN.OUT_CHANNELS = 32
-    cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
     cfg.TEST.DETECTIONS_PER_IMAGE = 20
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
@@ -105,3 +90,34 @@ def make_cfg():
 @pytest.fixture
 def make_input():
     return random_input
+
+
+def context_inputs(
+    num_objs, obj_dim, union_dim, num_classes, pairs=None, gt=False, seed=0, box_size=10
+):
+    """Random inputs of a context model for images of ``num_objs`` objects: features,
+    ``box_size``-wide boxes; ``pairs`` by default every ordered pair of each image (global
+    indices)."""
+    g = torch.Generator().manual_seed(seed)
+    n = sum(num_objs)
+    if pairs is None:
+        offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
+        pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
+    xy = torch.rand(n, 2, generator=g) * 50
+    return ContextInputs(
+        obj_features=torch.randn(n, obj_dim, generator=g),
+        obj_logits=torch.randn(n, num_classes, generator=g),
+        box_layout=torch.rand(n, 9, generator=g),
+        boxes=torch.cat([xy, xy + box_size], 1),
+        num_objs=list(num_objs),
+        pairs=pairs,
+        num_pairs=[k * (k - 1) for k in num_objs],
+        union_features=torch.randn(len(pairs), union_dim, generator=g),
+        gt_labels=torch.randint(0, num_classes, (n,), generator=g) if gt else None,
+    )
+
+
+@pytest.fixture
+def make_context_inputs():
+    """:func:`context_inputs`: ``(num_objs, obj_dim, union_dim, num_classes, ...)``."""
+    return context_inputs

@@ -1,54 +1,32 @@
 """IMP context: shapes, gradients, hand-checked messages, isolation and equivariance."""
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from sgg_d2 import add_sgg_config
-from sgg_d2.modeling.context import ContextInputs, build_context_model
+from sgg_d2.modeling.context import build_context_model
 from sgg_d2.modeling.context.imp import IMPContext, edge_messages, node_messages
 from sgg_d2.structures import all_ordered_pairs
 
 OBJ_DIM, UNION_DIM, HIDDEN, C = 6, 5, 4, 3
+DIMS = {"obj_dim": OBJ_DIM, "union_dim": UNION_DIM, "num_classes": C}  # inputs and model
 
 
-def make_inputs(num_objs, pairs=None, gt=False, seed=0):
+@pytest.fixture
+def make_inputs(make_context_inputs):
     """Random inputs; by default every ordered pair of each image (global indices)."""
-    g = torch.Generator().manual_seed(seed)
-    n = sum(num_objs)
-    if pairs is None:
-        offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
-        pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
-    boxes = torch.rand(n, 2, generator=g) * 50
-    return ContextInputs(
-        obj_features=torch.randn(n, OBJ_DIM, generator=g),
-        obj_logits=torch.randn(n, C, generator=g),
-        box_layout=torch.rand(n, 9, generator=g),
-        boxes=torch.cat([boxes, boxes + 10], 1),
-        num_objs=list(num_objs),
-        pairs=pairs,
-        num_pairs=[k * (k - 1) for k in num_objs],
-        union_features=torch.randn(len(pairs), UNION_DIM, generator=g),
-        gt_labels=torch.randint(0, C, (n,), generator=g) if gt else None,
-    )
+    return partial(make_context_inputs, **DIMS)
 
 
 def make_model(num_iterations=2, reduce="sum"):
     torch.manual_seed(0)
-    return IMPContext(
-        obj_dim=OBJ_DIM,
-        union_dim=UNION_DIM,
-        num_classes=C,
-        hidden_dim=HIDDEN,
-        num_iterations=num_iterations,
-        reduce=reduce,
-    )
+    return IMPContext(**DIMS, hidden_dim=HIDDEN, num_iterations=num_iterations, reduce=reduce)
 
 
 @pytest.mark.parametrize("gt", [False, True])
-def test_shapes_with_single_and_empty_images(gt):
+def test_shapes_with_single_and_empty_images(make_inputs, gt):
     inputs = make_inputs([4, 1, 0, 3], gt=gt)
     out = make_model()(inputs)
     assert out.obj_logits.shape == (8, C)
@@ -57,13 +35,13 @@ def test_shapes_with_single_and_empty_images(gt):
 
 
 @pytest.mark.parametrize("num_objs", [[0], [1, 0], [0, 0]])
-def test_no_pairs_and_no_objects(num_objs):
+def test_no_pairs_and_no_objects(make_inputs, num_objs):
     out = make_model()(make_inputs(num_objs))
     assert out.obj_logits.shape == (sum(num_objs), C)
     assert out.pair_features.shape == (0, HIDDEN)
 
 
-def test_gradients_reach_grus_and_gates():
+def test_gradients_reach_grus_and_gates(make_inputs):
     model = make_model()
     out = model(make_inputs([3, 2]))
     (out.obj_logits.square().sum() + out.pair_features.square().sum()).backward()
@@ -107,7 +85,7 @@ def test_messages_match_loop_with_learned_gates():
         assert torch.allclose(got, ref, atol=1e-6)
 
 
-def test_isolated_object_ignores_other_objects():
+def test_isolated_object_ignores_other_objects(make_inputs):
     # Image of 4 objects where object 0 is in no pair: one round gives it a zero message.
     pairs = torch.tensor([[1, 2], [2, 3], [3, 1]])
     a = make_inputs([4], pairs=pairs, seed=0)
@@ -128,7 +106,7 @@ def test_isolated_object_ignores_other_objects():
     assert not torch.allclose(zero_rounds, out_a.obj_logits[0], atol=1e-4)
 
 
-def test_permutation_equivariance():
+def test_permutation_equivariance(make_inputs):
     inputs = make_inputs([5])
     perm = torch.tensor([3, 0, 4, 1, 2])  # new object k is old object perm[k]
     inv = torch.argsort(perm)
@@ -144,9 +122,8 @@ def test_permutation_equivariance():
     assert torch.allclose(out_p.pair_features, out.pair_features[pair_perm], atol=1e-5)
 
 
-def test_built_from_config():
-    cfg = get_cfg()
-    add_sgg_config(cfg)
+def test_built_from_config(sgg_cfg):
+    cfg = sgg_cfg
     cfg.MODEL.SGG.CONTEXT = "IMPContext"
     cfg.MODEL.SGG.IMP.NUM_ITERATIONS = 3
     cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 7
@@ -157,7 +134,7 @@ def test_built_from_config():
     assert model.classifier.out_features == C
 
 
-def test_bad_arguments_and_inputs():
+def test_bad_arguments_and_inputs(make_inputs):
     with pytest.raises(ValueError, match="reduce"):
         make_model(reduce="max")
     with pytest.raises(ValueError, match="num_iterations"):
@@ -197,9 +174,8 @@ def test_mean_messages_keep_the_training_scale_on_all_test_pairs():
     assert ratio_sum > 5
 
 
-def test_default_reduce_and_vg150_iterations():
-    cfg = get_cfg()
-    add_sgg_config(cfg)
+def test_default_reduce_and_vg150_iterations(sgg_cfg):
+    cfg = sgg_cfg
     assert cfg.MODEL.SGG.IMP.MESSAGE_REDUCE == "mean"
     cfg.merge_from_file(str(Path(__file__).parents[2] / "configs/vg150/imp_X101_FPN_sgcls.yaml"))
     assert cfg.MODEL.SGG.IMP.NUM_ITERATIONS == 2  # Xu et al. 2017

@@ -1,49 +1,28 @@
 """MOTIFS context: sequential LSTM class decoder (order dependence), linear flag, config."""
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from sgg_d2 import add_sgg_config
-from sgg_d2.modeling.context import ContextInputs, build_context_model
+from sgg_d2.modeling.context import build_context_model
 from sgg_d2.modeling.context.motifs import LSTMObjectDecoder, MotifsContext, object_orders
-from sgg_d2.structures import all_ordered_pairs
 
 OBJ_DIM, UNION_DIM, EMBED, HIDDEN, C = 6, 5, 3, 4, 3
+DIMS = {"obj_dim": OBJ_DIM, "union_dim": UNION_DIM, "num_classes": C}  # inputs and model
 CONFIGS = Path(__file__).parents[2] / "configs"
 
 
-def make_inputs(num_objs, gt=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    n = sum(num_objs)
-    offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
-    pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
-    xy = torch.rand(n, 2, generator=g) * 50
-    return ContextInputs(
-        obj_features=torch.randn(n, OBJ_DIM, generator=g),
-        obj_logits=torch.randn(n, C, generator=g),
-        box_layout=torch.rand(n, 9, generator=g),
-        boxes=torch.cat([xy, xy + 5], 1),
-        num_objs=list(num_objs),
-        pairs=pairs,
-        num_pairs=[k * (k - 1) for k in num_objs],
-        union_features=torch.randn(len(pairs), UNION_DIM, generator=g),
-        gt_labels=torch.randint(0, C, (n,), generator=g) if gt else None,
-    )
+@pytest.fixture
+def make_inputs(make_context_inputs):
+    """Random inputs with every ordered pair of each image, 5-pixel boxes."""
+    return partial(make_context_inputs, **DIMS, box_size=5)
 
 
 def make_model(decoder="lstm"):
     torch.manual_seed(0)
-    return MotifsContext(
-        obj_dim=OBJ_DIM,
-        union_dim=UNION_DIM,
-        num_classes=C,
-        embed_dim=EMBED,
-        hidden_dim=HIDDEN,
-        decoder=decoder,
-    ).eval()
+    return MotifsContext(**DIMS, embed_dim=EMBED, hidden_dim=HIDDEN, decoder=decoder).eval()
 
 
 def test_decoder_conditions_each_object_on_the_previous_ones_only():
@@ -101,7 +80,7 @@ def test_decoder_batches_images_of_different_lengths():
 
 @pytest.mark.parametrize("decoder", ["lstm", "linear"])
 @pytest.mark.parametrize("gt", [False, True])
-def test_shapes_and_gradients(decoder, gt):
+def test_shapes_and_gradients(make_inputs, decoder, gt):
     model = make_model(decoder).train()
     inputs = make_inputs([4, 1, 0, 3], gt=gt)
     inputs.obj_gt_classes = torch.tensor([0, -1, 2, 1, 1, 0, -1, 2])
@@ -111,7 +90,7 @@ def test_shapes_and_gradients(decoder, gt):
     assert all(p.grad is not None for p in model.decoder.parameters())
 
 
-def test_linear_decoder_ignores_the_other_objects():
+def test_linear_decoder_ignores_the_other_objects(make_inputs):
     """The flag's variant: each object's class from its own context only."""
     model = make_model("linear")
     inputs = make_inputs([4])
@@ -120,9 +99,8 @@ def test_linear_decoder_ignores_the_other_objects():
         assert torch.allclose(model(inputs).obj_logits, model.decoder(obj_ctx))
 
 
-def test_config_defaults_and_errors():
-    cfg = get_cfg()
-    add_sgg_config(cfg)
+def test_config_defaults_and_errors(sgg_cfg):
+    cfg = sgg_cfg
     cfg.merge_from_file(str(CONFIGS / "vg150" / "motifs_X101_FPN_sgdet.yaml"))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
     assert cfg.MODEL.SGG.MOTIFS.DECODER == "lstm"
