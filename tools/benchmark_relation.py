@@ -172,25 +172,33 @@ def measure(stage, context, n, device, image_size, repeats, widths="synthetic"):
     if stage == "relation_train":
         print(json.dumps(measure_train(model, images, features, targets, repeats, device)))
         return
-    fn = detector if stage == "detector" else relation
     with torch.no_grad():
-        if device != "cpu":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
+        row = time_and_peak(detector if stage == "detector" else relation, repeats, device)
+    print(json.dumps(row))
+
+
+def time_and_peak(fn, repeats, device):
+    """``{"seconds", "peak_mb"}``: the mean time of ``repeats`` warm calls of ``fn``, and the
+    peak memory growth during a first call before them (nothing cached yet): resident
+    memory on CPU, allocated memory on CUDA."""
+    import torch
+
+    if device != "cpu":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        with RssSampler() as sampler:
             fn()
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-        else:
-            with RssSampler() as sampler:  # first call: nothing cached yet
-                fn()
-            peak = sampler.peak_growth_mb
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        if device != "cpu":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - t0) / repeats
-    print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+        peak = sampler.peak_growth_mb
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return {"seconds": (time.perf_counter() - t0) / repeats, "peak_mb": peak}
 
 
 def measure_train(model, images, features, targets, repeats, device):
@@ -213,22 +221,7 @@ def measure_train(model, images, features, targets, repeats, device):
         for p in params:
             p.grad = None
 
-    if device != "cpu":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        step()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        with RssSampler() as sampler:
-            step()
-        peak = sampler.peak_growth_mb
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if device != "cpu":
-        torch.cuda.synchronize()
-    return {"seconds": (time.perf_counter() - t0) / repeats, "peak_mb": peak}
+    return time_and_peak(step, repeats, device)
 
 
 def train_table(args):
