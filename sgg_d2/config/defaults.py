@@ -118,6 +118,11 @@ def add_sgg_config(cfg: CN) -> CN:
     # geometric layout encoding of each pair.
     cfg.MODEL.SGG.LINKNET.GLOBAL_CONTEXT = True
     cfg.MODEL.SGG.LINKNET.GEOMETRIC_LAYOUT = True
+    # Not the paper (off = the paper): LayerNorm on each part of G1 = [G0; K2 b] before the
+    # classifier. G0 = E^s * E^o * F is a product of three small factors while K2 b is not,
+    # and measured on the crowded world the layout path then takes over and G0 collapses
+    # (README "LinkNet layout"); normalising both parts puts them on one scale.
+    cfg.MODEL.SGG.LINKNET.PAIR_NORM = False
 
     cfg.MODEL.SGG.RELDN = CN()
     # Hidden size of the spatial module's MLP.

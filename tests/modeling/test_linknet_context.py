@@ -235,6 +235,26 @@ def test_ablations_global_context_and_layout():
     assert torch.allclose(g0, g1[:, :UNION_DIM])  # G1 = [G0; K2 b], same weights (seed)
 
 
+def test_pair_norm_puts_g0_and_layout_on_one_scale():
+    inputs = make_inputs([3, 2], with_targets=True)
+    plain, normed = make_model(), make_model(pair_norm=True)
+    assert plain.pair_dim == normed.pair_dim == UNION_DIM + EMBED
+    with torch.no_grad():
+        g_plain, g_norm = plain(inputs).pair_features, normed(inputs).pair_features
+        # same seed, same weights: the normalised parts are LayerNorm of the plain ones
+        g0, layout = g_plain[:, :UNION_DIM], g_plain[:, UNION_DIM:]
+        ln = torch.nn.functional.layer_norm
+        assert torch.allclose(g_norm[:, :UNION_DIM], ln(g0, (UNION_DIM,)), atol=1e-5)
+        assert torch.allclose(g_norm[:, UNION_DIM:], ln(layout, (EMBED,)), atol=1e-5)
+    # each part has zero mean and (up to LayerNorm's eps) unit variance per pair
+    for part in (g_norm[:, :UNION_DIM], g_norm[:, UNION_DIM:]):
+        assert torch.allclose(part.mean(dim=1), torch.zeros(len(part)), atol=1e-4)
+        assert torch.allclose(part.var(dim=1, unbiased=False), torch.ones(len(part)), atol=0.05)
+    no_layout = make_model(pair_norm=True, geometric_layout=False)
+    assert isinstance(no_layout.layout_norm, torch.nn.Identity)
+    assert no_layout(inputs).pair_features.shape == (8, UNION_DIM)
+
+
 def test_global_context_loss_trains_the_global_head_only():
     model = make_model().train()
     inputs = make_inputs([3, 1], with_targets=True)

@@ -30,7 +30,10 @@ ROI heads) + lambda_2 L_gce (``MODEL.SGG.LINKNET.GLOBAL_CONTEXT_LOSS_WEIGHT``, h
 
 Ablations (the paper's Table 3): ``MODEL.SGG.LINKNET.GLOBAL_CONTEXT: False`` drops c from
 O0 and its loss; ``GEOMETRIC_LAYOUT: False`` drops K2 b from G1 (G1 = G0). Not the paper:
-``GLOBAL_CONTEXT_LOSS_REDUCTION: "mean"`` also averages L_gce over the classes.
+``GLOBAL_CONTEXT_LOSS_REDUCTION: "mean"`` also averages L_gce over the classes;
+``PAIR_NORM: True`` applies a LayerNorm to G0 and to K2 b before they are concatenated
+(G0, a product of three small factors, is otherwise starved by the layout path: measured
+in the README's LinkNet paragraph).
 """
 
 from typing import Tuple
@@ -101,6 +104,7 @@ class LinkNetContext(ContextModel):
         "global_context_loss_reduction": "GLOBAL_CONTEXT_LOSS_REDUCTION",
         "global_context": "GLOBAL_CONTEXT",
         "geometric_layout": "GEOMETRIC_LAYOUT",
+        "pair_norm": "PAIR_NORM",
     }
 
     @configurable
@@ -118,6 +122,7 @@ class LinkNetContext(ContextModel):
         global_context_loss_reduction: str = "sum",
         global_context: bool = True,
         geometric_layout: bool = True,
+        pair_norm: bool = False,
         **shared,
     ):
         """
@@ -133,6 +138,7 @@ class LinkNetContext(ContextModel):
             global_context_loss_weight: lambda_2.
             global_context_loss_reduction: one of ``LOSS_REDUCTIONS`` over the classes.
             global_context: use c (and its loss); geometric_layout: add K2 b to G1.
+            pair_norm: LayerNorm on G0 and on K2 b before concatenating (not the paper).
             shared: the widths of :class:`ContextModel` (``embed_dim``: the class embeddings
                 K0, K1 and the layout embedding K2; ``dropout`` on the intermediate
                 relational embeddings; ``hidden_dim`` is unused).
@@ -171,6 +177,8 @@ class LinkNetContext(ContextModel):
             nn.Sequential(nn.Linear(LAYOUT_DIM, e), nn.ReLU()) if geometric_layout else None
         )
         self.pair_dim = self.union_dim + (e if geometric_layout else 0)
+        self.g0_norm = nn.LayerNorm(self.union_dim) if pair_norm else nn.Identity()
+        self.layout_norm = nn.LayerNorm(e) if pair_norm and geometric_layout else nn.Identity()
 
     @classmethod
     def model_config(cls, cfg):
@@ -226,11 +234,11 @@ class LinkNetContext(ContextModel):
             raise ValueError("LinkNetContext needs inputs.union_features (needs_union_features)")
         subj, obj = inputs.pairs[:, 0], inputs.pairs[:, 1]
         e_subj, e_obj = e1.chunk(2, dim=1)
-        g0 = e_subj[subj] * e_obj[obj] * inputs.union_features
+        g0 = self.g0_norm(e_subj[subj] * e_obj[obj] * inputs.union_features)
         if self.layout_embed is None:
             return g0
         layout = layout_encoding(inputs.boxes[subj], inputs.boxes[obj])
-        return torch.cat([g0, self.layout_embed(layout)], dim=1)
+        return torch.cat([g0, self.layout_norm(self.layout_embed(layout))], dim=1)
 
     def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
         """Global-context loss: lambda_2 * BCE of the multi-label scores vs GT classes.
