@@ -98,14 +98,10 @@ def load_cfg(path, opts):
 
 
 def similarity(target, aux, g, normalization, cache_dir):
-    from sgg_d2.modeling.grounding.similarity import build_similarity
+    """S of the grounded config's node ``g`` with the normalisation ``normalization``."""
+    from sgg_d2.modeling.grounding.similarity import grounding_similarity
 
-    S = build_similarity(
-        target, aux, g.WORD_VECTORS, vector_format=g.WORD_VECTORS_FORMAT,
-        normalization=normalization, temperature=g.SOFTMAX_TEMPERATURE,
-        threshold=g.SOFTMAX_THRESHOLD, exact_name_match=g.EXACT_NAME_MATCH,
-        mapping_file=g.CLASS_MAPPING_FILE, cache_dir=cache_dir,
-    )  # fmt: skip
+    S = grounding_similarity(g, target, aux, cache_dir, normalization)
     return torch.as_tensor(S, dtype=torch.float32)
 
 

@@ -11,7 +11,7 @@ from detectron2.config import configurable
 
 from .base import ObjectOutputs, RelationEvaluatorBase
 from .functional.candidates import select_pair_predicates
-from .functional.matching import GroundTruthGraph
+from .functional.matching import GroundTruthGraph, ImagePrediction
 from .functional.vrd import VRD_CRITERIA, aggregate_vrd_recall, match_vrd_image
 from .prediction_io import numpy_candidates
 from .tables import metric_grid_table
@@ -87,9 +87,8 @@ class VRDEvaluator(RelationEvaluatorBase):
             )
             for k in self._pred_ks
         }
-        return match_vrd_image(
-            gt, record["boxes"], record["labels"], candidates, self._iou_threshold
-        )
+        prediction = ImagePrediction(record["boxes"], record["labels"], candidates)
+        return match_vrd_image(gt, prediction, self._iou_threshold)
 
     def _summarize(self, gts: List[GroundTruthGraph], matches: List[Dict[str, np.ndarray]]):
         num_gt = [len(gt.relations) for gt in gts]

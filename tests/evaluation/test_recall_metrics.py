@@ -9,7 +9,7 @@ import torch
 from sgg_d2.evaluation.functional import (
     NO_MATCH,
     GroundTruthGraph,
-    PredictedTriplets,
+    ImagePrediction,
     aggregate_scene_graph_recall,
     box_iou,
     first_match_ranks,
@@ -46,7 +46,9 @@ def test_first_match_ranks_many_to_many_with_duplicates():
     gt = _gt()
     pairs = np.array([[0, 1], [2, 1], [3, 0], [0, 1]])
     predicates = np.array([0, 1, 1, 0])
-    ranks = match_scene_graph_image(gt, gt.boxes, gt.labels, {"gc": (pairs, predicates)})
+    ranks = match_scene_graph_image(
+        gt, ImagePrediction(gt.boxes, gt.labels, {"gc": (pairs, predicates)})
+    )
     # r0, r1 both by rank 0; r2 needs predicate 2 (none); r3 by rank 2.
     assert ranks["gc"].tolist() == [0, 0, NO, 2]
 
@@ -57,11 +59,15 @@ def test_iou_threshold_is_inclusive_and_labels_must_agree():
     pred_boxes[0] = [0, 0, 10, 20]  # IoU exactly 0.5 with GT object 0
     pred_boxes[3] = [0, 20, 10, 41]  # IoU 100/210 < 0.5 with GT object 3
     pairs, predicates = np.array([[0, 1], [3, 0]]), np.array([0, 1])
-    ranks = match_scene_graph_image(gt, pred_boxes, gt.labels, {"gc": (pairs, predicates)})
+    ranks = match_scene_graph_image(
+        gt, ImagePrediction(pred_boxes, gt.labels, {"gc": (pairs, predicates)})
+    )
     assert ranks["gc"].tolist() == [0, 0, NO, NO]
     wrong_labels = gt.labels.copy()
     wrong_labels[1] = 0  # object class of r0/r1 no longer agrees
-    ranks = match_scene_graph_image(gt, gt.boxes, wrong_labels, {"gc": (pairs, predicates)})
+    ranks = match_scene_graph_image(
+        gt, ImagePrediction(gt.boxes, wrong_labels, {"gc": (pairs, predicates)})
+    )
     assert ranks["gc"].tolist() == [NO, NO, NO, 1]
 
 
@@ -69,10 +75,14 @@ def test_match_with_no_predictions_or_no_gt():
     gt = _gt()
     empty = (np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64))
     no_boxes = np.zeros((0, 4), dtype=np.float32)
-    ranks = match_scene_graph_image(gt, no_boxes, np.zeros(0, dtype=np.int64), {"gc": empty})
+    ranks = match_scene_graph_image(
+        gt, ImagePrediction(no_boxes, np.zeros(0, dtype=np.int64), {"gc": empty})
+    )
     assert ranks["gc"].tolist() == [NO] * 4
     no_gt = GroundTruthGraph(gt.boxes, gt.labels, np.zeros((0, 3), dtype=np.int64))
-    ranks = match_scene_graph_image(no_gt, gt.boxes, gt.labels, {"gc": (np.array([[0, 1]]), [0])})
+    ranks = match_scene_graph_image(
+        no_gt, ImagePrediction(gt.boxes, gt.labels, {"gc": (np.array([[0, 1]]), [0])})
+    )
     assert ranks["gc"].shape == (0,)
 
 
@@ -213,7 +223,7 @@ def _random_image(rng, num_gt_objects, num_pred_objects):
         copies = relations[(relations[:, :2] < num_pred_objects).all(axis=1)]
         triplets = rng.permutation(np.concatenate([triplets, copies]))
         lists[name] = (triplets[:, :2], triplets[:, 2])
-    return gt, (pred_boxes, pred_labels, lists)
+    return gt, ImagePrediction(pred_boxes, pred_labels, lists)
 
 
 def test_batched_matching_equals_per_image_overlap_matrices():
@@ -223,9 +233,9 @@ def test_batched_matching_equals_per_image_overlap_matrices():
     gts, predictions = [im[0] for im in images], [im[1] for im in images]
     batched = match_scene_graph_images(gts, predictions, 0.5, chunk_size=3)
     hits = 0
-    for gt, (boxes, labels, lists), got in zip(gts, predictions, batched):
-        for name, (pairs, predicates) in lists.items():
-            overlaps = relation_overlaps(gt, PredictedTriplets(boxes, labels, pairs, predicates))
+    for gt, prediction, got in zip(gts, predictions, batched):
+        for name in prediction.candidates:
+            overlaps = relation_overlaps(gt, prediction.triplets(name))
             expected = first_match_ranks(overlaps >= 0.5)
             assert got[name].tolist() == expected.tolist()
             hits += int((expected != NO).sum())

@@ -12,6 +12,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from sgg_d2.evaluation import VRDEvaluator
 from sgg_d2.evaluation.functional import (
     GroundTruthGraph,
+    ImagePrediction,
     aggregate_vrd_recall,
     first_match_ranks,
     greedy_one_to_one,
@@ -53,14 +54,15 @@ def test_duplicates_need_two_predictions_and_phrase_uses_union_box():
     labels = np.array([0, 1, 2])
     pairs = np.array([[0, 1], [0, 1], [0, 1], [2, 0]])
     candidates = {"k1": (pairs, np.array([3, 3, 3, 1]))}
-    tps = match_vrd_image(gt, boxes, labels, candidates)
+    tps = match_vrd_image(gt, ImagePrediction(boxes, labels, candidates))
     assert tps["rel_k1"].tolist() == [False, False, False, False]
     # The third (0, 1, 3) finds both duplicate GT triplets used up.
     assert tps["phr_k1"].tolist() == [True, True, False, True]
-    tps = match_vrd_image(gt, gt.boxes, gt.labels, candidates)
+    tps = match_vrd_image(gt, ImagePrediction(gt.boxes, gt.labels, candidates))
     assert tps["rel_k1"].tolist() == [True, True, False, True]
     single = {"k1": (np.array([[0, 1]]), np.array([3]))}
-    assert match_vrd_image(gt, gt.boxes, gt.labels, single)["rel_k1"].tolist() == [True]
+    tps = match_vrd_image(gt, ImagePrediction(gt.boxes, gt.labels, single))
+    assert tps["rel_k1"].tolist() == [True]
 
 
 def test_recall_is_summed_over_the_dataset_and_cut_at_n():

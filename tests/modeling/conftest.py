@@ -1,5 +1,6 @@
 """Tiny relation models on random images (CPU, small widths)."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from detectron2.structures import Boxes, BoxMode, Instances
 from tiny_configs import tiny_relation_cfg
 
 import sgg_d2.modeling  # noqa: F401  (registers the models)
-from sgg_d2.modeling.context import ContextInputs
+from sgg_d2.modeling.context import ContextInputs, build_context_model
 from sgg_d2.structures import all_ordered_pairs
 
 NUM_CLASSES, NUM_PREDICATES = 5, 4
@@ -93,11 +94,20 @@ def make_input():
 
 
 def context_inputs(
-    num_objs, obj_dim, union_dim, num_classes, pairs=None, gt=False, seed=0, box_size=10
+    num_objs,
+    obj_dim,
+    union_dim,
+    num_classes,
+    pairs=None,
+    gt=False,
+    seed=0,
+    box_size=10,
+    **fields,
 ):
     """Random inputs of a context model for images of ``num_objs`` objects: features,
     ``box_size``-wide boxes; ``pairs`` by default every ordered pair of each image (global
-    indices)."""
+    indices); no union features when ``union_dim`` is None; ``fields``: further
+    ``ContextInputs`` fields (e.g. ``features``, ``image_sizes``)."""
     g = torch.Generator().manual_seed(seed)
     n = sum(num_objs)
     if pairs is None:
@@ -112,8 +122,11 @@ def context_inputs(
         num_objs=list(num_objs),
         pairs=pairs,
         num_pairs=[k * (k - 1) for k in num_objs],
-        union_features=torch.randn(len(pairs), union_dim, generator=g),
+        union_features=(
+            None if union_dim is None else torch.randn(len(pairs), union_dim, generator=g)
+        ),
         gt_labels=torch.randint(0, num_classes, (n,), generator=g) if gt else None,
+        **fields,
     )
 
 
@@ -121,3 +134,35 @@ def context_inputs(
 def make_context_inputs():
     """:func:`context_inputs`: ``(num_objs, obj_dim, union_dim, num_classes, ...)``."""
     return context_inputs
+
+
+def built_context(cfg, context_class, obj_dim, union_dim, options):
+    """The context model ``context_class`` built from ``cfg`` through the registry (by its
+    name) after setting ``options``, full config key -> value; checks its class."""
+    cfg.MODEL.SGG.CONTEXT = context_class.__name__
+    cfg.merge_from_list([x for key_value in options.items() for x in key_value])
+    model = build_context_model(cfg, obj_dim, union_dim)
+    assert isinstance(model, context_class)
+    return model
+
+
+@pytest.fixture
+def build_context():
+    """:func:`built_context`: ``(cfg, context_class, obj_dim, union_dim, options)``."""
+    return built_context
+
+
+def check_union_feature_errors(model, inputs):
+    """A model that reads union features refuses ``inputs`` without them, and with another
+    row count than there are pairs (``inputs`` must have more than 2 pairs)."""
+    with pytest.raises(ValueError, match="union_features"):
+        model(dataclasses.replace(inputs, union_features=None))
+    short = dataclasses.replace(inputs, union_features=inputs.union_features[:2])
+    with pytest.raises(ValueError, match=f"2 rows for {len(inputs.pairs)} pairs"):
+        model(short)
+
+
+@pytest.fixture
+def union_feature_errors():
+    """:func:`check_union_feature_errors`: ``(model, inputs)``."""
+    return check_union_feature_errors

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sgg_d2.modeling.context import CONTEXT_REGISTRY, ContextInputs
+from sgg_d2.modeling.context import CONTEXT_REGISTRY
 from sgg_d2.modeling.context.fnet import (
     FactorizableNetContext,
     all_candidate_pairs,
@@ -16,6 +16,7 @@ from sgg_d2.modeling.context.fnet import (
 from sgg_d2.modeling.context.fnet_modules import (
     ObjectToSubgraph,
     SpatialRelationInference,
+    SRIVariant,
     SubgraphToObject,
 )
 from sgg_d2.modeling.context.fnet_subgraph import (
@@ -27,6 +28,7 @@ from sgg_d2.modeling.context.fnet_subgraph import (
 from sgg_d2.structures import all_ordered_pairs
 
 OBJ_DIM, HIDDEN, C, CH, REL = 6, 8, 3, 4, 5
+DIMS = {"obj_dim": OBJ_DIM, "union_dim": None, "num_classes": C}  # F-Net needs no union
 
 
 def strip_pairs(intervals, scores):
@@ -185,7 +187,7 @@ def test_object_to_subgraph_attention_sums_to_one_over_objects_at_each_location(
 @pytest.mark.parametrize("k", [1, 3])
 def test_sri_paper_recipe_reduces_first_and_reads_out_linearly(k):
     torch.manual_seed(0)
-    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=k, chunk_size=2)
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, SRIVariant(kernel_size=k), chunk_size=2)
     x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
     pairs = torch.tensor([[0, 1], [1, 0], [2, 3]])
     out = sri(x, maps, pairs, torch.tensor([0, 0, 1]))
@@ -202,14 +204,13 @@ def test_sri_paper_recipe_reduces_first_and_reads_out_linearly(k):
     for layer in (sri.subj_kernel, sri.obj_kernel, sri.bottleneck_map):
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="kernel_size must be odd"):
-        SpatialRelationInference(HIDDEN, CH, 3, 2, 7, kernel_size=2)
+        SRIVariant(kernel_size=2)
 
 
 def test_sri_pre_paper_variant_kernel_first_extra_fc_and_shortcut():
     torch.manual_seed(0)
-    sri = SpatialRelationInference(
-        HIDDEN, CH, 3, 2, 7, reduce_first=False, extra_fc=True, object_shortcut=True
-    )
+    pre_paper = SRIVariant(reduce_first=False, extra_fc=True, object_shortcut=True)
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, pre_paper)
     x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
     pairs = torch.tensor([[0, 1], [2, 3]])
     out = sri(x, maps, pairs, torch.tensor([0, 1]))
@@ -240,28 +241,24 @@ def make_model(**kw):
     return FactorizableNetContext(**args)
 
 
-def make_inputs(num_objs, gt=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    n = sum(num_objs)
-    offsets = torch.tensor([0] + list(num_objs[:-1])).cumsum(0)
-    pairs = torch.cat([all_ordered_pairs(k) + o for k, o in zip(num_objs, offsets)])
-    xy = torch.rand(n, 2, generator=g) * 40
-    return ContextInputs(
-        obj_features=torch.randn(n, OBJ_DIM, generator=g),
-        obj_logits=torch.randn(n, C, generator=g),
-        box_layout=torch.rand(n, 9, generator=g),
-        boxes=torch.cat([xy, xy + 8 + torch.rand(n, 2, generator=g) * 20], 1),
-        num_objs=list(num_objs),
-        pairs=pairs,
-        num_pairs=[k * (k - 1) for k in num_objs],
-        gt_labels=torch.randint(0, C, (n,), generator=g) if gt else None,
-        features={"p2": torch.randn(len(num_objs), CH, 16, 16, generator=g)},
-        image_sizes=[(64, 64)] * len(num_objs),
-    )
+@pytest.fixture
+def make_inputs(make_context_inputs):
+    """Random inputs (every ordered pair of each image), no union features, and a (CH, 16,
+    16) "p2" map (stride 4) per 64 x 64 image."""
+
+    def make(num_objs, gt=False, seed=0):
+        g = torch.Generator().manual_seed(1000 + seed)  # not the objects' random stream
+        features = {"p2": torch.randn(len(num_objs), CH, 16, 16, generator=g)}
+        sizes = [(64, 64)] * len(num_objs)
+        return make_context_inputs(
+            num_objs, **DIMS, gt=gt, seed=seed, box_size=15, features=features, image_sizes=sizes
+        )
+
+    return make
 
 
 @pytest.mark.parametrize("gt", [False, True])
-def test_context_shapes_backward_with_single_and_empty_images(gt):
+def test_context_shapes_backward_with_single_and_empty_images(make_inputs, gt):
     model = make_model()
     assert model.needs_union_features is False and model.pair_dim == REL
     inputs = make_inputs([4, 1, 0, 3], gt=gt)
@@ -276,13 +273,13 @@ def test_context_shapes_backward_with_single_and_empty_images(gt):
 
 
 @pytest.mark.parametrize("num_objs", [[1], [0, 1], [0]])
-def test_context_without_pairs(num_objs):
+def test_context_without_pairs(make_inputs, num_objs):
     out = make_model()(make_inputs(num_objs))
     assert out.obj_logits.shape == (sum(num_objs), C)
     assert out.pair_features.shape == (0, REL)
 
 
-def test_images_do_not_leak_into_each_other():
+def test_images_do_not_leak_into_each_other(make_inputs):
     model = make_model().eval()
     a, b = make_inputs([3, 4], seed=0), make_inputs([3, 4], seed=1)
     for field in ("obj_features", "obj_logits", "boxes"):
@@ -312,7 +309,7 @@ def test_config_build_reads_backbone_shapes(make_cfg):
         backbone_feature_shapes(cfg, ["res9"])
 
 
-def test_training_and_test_subgraphs_identical_for_the_same_boxes():
+def test_training_and_test_subgraphs_identical_for_the_same_boxes(make_inputs):
     """Training scores a sample of the pairs, test all of them: the subgraphs (and so each
     pair's subgraph, its map and its feature) must not depend on which pairs are scored."""
     model = make_model().eval()

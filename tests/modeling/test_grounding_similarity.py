@@ -9,8 +9,16 @@ import pytest
 
 from sgg_d2.modeling.grounding import similarity as sim_mod
 from sgg_d2.modeling.grounding import word_vectors as wv_mod
-from sgg_d2.modeling.grounding.similarity import build_similarity, similarity_matrix
-from sgg_d2.modeling.grounding.word_vectors import class_vectors, load_keyed_vectors
+from sgg_d2.modeling.grounding.similarity import (
+    build_similarity,
+    grounding_similarity,
+    similarity_matrix,
+)
+from sgg_d2.modeling.grounding.word_vectors import (
+    WordVectorSource,
+    class_vectors,
+    load_keyed_vectors,
+)
 
 VECTORS = {"ball": [1.0, 0.0], "tennis": [0.0, 2.0], "circle": [2.0, 0.0], "stripe": [0.0, 1.0]}
 TARGET, AUX = ["ball", "tennis ball"], ["circle", "stripe"]
@@ -100,52 +108,70 @@ def test_exact_names_and_mapping_file_fix_rows(tmp_path, glove):
     S = build_similarity(
         ["circle", "tennis ball", "ball"],
         AUX,
-        glove,
+        WordVectorSource(glove, cache_dir=str(tmp_path / "cache")),
         normalization="dot",
         mapping_file=str(mapping),
-        cache_dir=str(tmp_path / "cache"),
     )
     np.testing.assert_allclose(S, [[1, 0], [0, 1], [2, 0]])  # exact, mapped, word vectors
     assert S.dtype == np.float32
     mapping.write_text(json.dumps({"tennis ball": "square"}))
     with pytest.raises(KeyError, match="'square'.*auxiliary classes: circle, stripe"):
-        build_similarity(TARGET, AUX, glove, mapping_file=str(mapping))
+        build_similarity(TARGET, AUX, WordVectorSource(glove), mapping_file=str(mapping))
 
 
 def test_fixed_rows_need_no_vector_and_free_rows_need_a_file(tmp_path):
-    S = build_similarity(["Circle"], AUX, "", normalization="dot")  # case-insensitive match
+    no_file = WordVectorSource("")
+    S = build_similarity(["Circle"], AUX, no_file, normalization="dot")  # case-insensitive
     np.testing.assert_allclose(S, [[1, 0]])
     with pytest.raises(ValueError, match="WORD_VECTORS is empty.*'ball'"):
-        build_similarity(["ball"], AUX, "")
+        build_similarity(["ball"], AUX, no_file)
 
 
 def test_cache_hit_and_invalidation(tmp_path, glove, monkeypatch):
     cache = tmp_path / "cache"
+    cached = WordVectorSource(glove, cache_dir=str(cache))
     workdir = tmp_path / "cwd"
     workdir.mkdir()
     monkeypatch.chdir(workdir)
-    first = build_similarity(TARGET, AUX, glove, normalization="cosine", cache_dir=str(cache))
+    first = build_similarity(TARGET, AUX, cached, normalization="cosine")
     assert len(os.listdir(cache)) == 1 and os.listdir(workdir) == []
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the vector file was read again")
 
     monkeypatch.setattr(wv_mod, "load_keyed_vectors", no_loading)
-    again = build_similarity(TARGET, AUX, glove, normalization="dot", cache_dir=str(cache))
+    again = build_similarity(TARGET, AUX, cached, normalization="dot")
     np.testing.assert_allclose(again, [[2, 0], [1, 1]])  # same vectors, other normalisation
     np.testing.assert_allclose(first[0], [1, 0])
     stat = os.stat(glove)
     os.utime(glove, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # file changed
     with pytest.raises(AssertionError, match="read again"):
-        build_similarity(TARGET, AUX, glove, cache_dir=str(cache))
+        build_similarity(TARGET, AUX, cached)
     # another vocabulary is another key, too
     with pytest.raises(AssertionError, match="read again"):
-        sim_mod.build_similarity(["ball"], AUX, glove, cache_dir=str(cache))
+        sim_mod.build_similarity(["ball"], AUX, cached)
 
 
 def test_default_cache_is_next_to_the_vector_file(tmp_path, glove):
-    build_similarity(TARGET, AUX, glove)
+    build_similarity(TARGET, AUX, WordVectorSource(glove))
     assert any(n.startswith("class_vectors_") for n in os.listdir(tmp_path / ".sgg_cache"))
+
+
+def test_grounding_similarity_reads_the_config_node(tmp_path, glove):
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config
+
+    g = add_sgg_config(get_cfg()).MODEL.SGG.GROUNDING
+    g.WORD_VECTORS, g.SIMILARITY = glove, "cosine"
+    cache = str(tmp_path / "cache")
+    expected = build_similarity(
+        TARGET, AUX, WordVectorSource(glove, cache_dir=cache), normalization="cosine"
+    )
+    np.testing.assert_allclose(grounding_similarity(g, TARGET, AUX, cache), expected)
+    assert os.listdir(cache)  # the given cache folder
+    # another normalisation than the configured one
+    np.testing.assert_allclose(grounding_similarity(g, TARGET, AUX, cache, "dot"), [[2, 0], [1, 1]])
 
 
 def test_grounding_defaults_and_the_paper_protocol_of_the_vg150_configs():

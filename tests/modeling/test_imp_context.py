@@ -122,31 +122,21 @@ def test_permutation_equivariance(make_inputs):
     assert torch.allclose(out_p.pair_features, out.pair_features[pair_perm], atol=1e-5)
 
 
-def test_built_from_config(sgg_cfg):
-    cfg = sgg_cfg
-    cfg.MODEL.SGG.CONTEXT = "IMPContext"
-    cfg.MODEL.SGG.IMP.NUM_ITERATIONS = 3
-    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 7
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
-    model = build_context_model(cfg, OBJ_DIM, UNION_DIM)
-    assert isinstance(model, IMPContext) and model.needs_union_features
+def test_built_from_config(sgg_cfg, build_context):
+    options = {"MODEL.SGG.IMP.NUM_ITERATIONS": 3, "MODEL.SGG.CONTEXT_HIDDEN_DIM": 7}
+    options["MODEL.ROI_HEADS.NUM_CLASSES"] = C
+    model = build_context(sgg_cfg, IMPContext, OBJ_DIM, UNION_DIM, options)
+    assert model.needs_union_features
     assert model.num_iterations == 3 and model.pair_dim == 7
     assert model.classifier.out_features == C
 
 
-def test_bad_arguments_and_inputs(make_inputs):
+def test_bad_arguments_and_inputs(make_inputs, union_feature_errors):
     with pytest.raises(ValueError, match="reduce"):
         make_model(reduce="max")
     with pytest.raises(ValueError, match="num_iterations"):
         make_model(num_iterations=-1)
-    inputs = make_inputs([3])
-    inputs.union_features = None
-    with pytest.raises(ValueError, match="union_features"):
-        make_model()(inputs)
-    inputs = make_inputs([3])
-    inputs.union_features = inputs.union_features[:2]
-    with pytest.raises(ValueError, match="2 rows for 6 pairs"):
-        make_model()(inputs)
+    union_feature_errors(make_model(), make_inputs([3]))
 
 
 def test_mean_messages_keep_the_training_scale_on_all_test_pairs():

@@ -4,9 +4,7 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from sgg_d2 import add_sgg_config
 from sgg_d2.modeling.context import ContextInputs, build_context_model
 from sgg_d2.modeling.context.reldn import SPATIAL_FEATURE_DIM, RelDNContext, spatial_features
 from sgg_d2.modeling.relation.geometry import box_layout
@@ -148,14 +146,11 @@ def test_without_skip_connections_only_joint_and_spatial_remain():
     assert torch.allclose(b, expected)
 
 
-def test_built_from_config():
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    cfg.MODEL.SGG.CONTEXT = "RelDNContext"
-    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 7
-    cfg.MODEL.SGG.RELDN.SPATIAL_DIM = 9
-    model = build_context_model(cfg, OBJ_DIM, UNION_DIM)
-    assert isinstance(model, RelDNContext) and model.needs_union_features
+def test_built_from_config(sgg_cfg, build_context):
+    cfg = sgg_cfg
+    options = {"MODEL.SGG.CONTEXT_HIDDEN_DIM": 7, "MODEL.SGG.RELDN.SPATIAL_DIM": 9}
+    model = build_context(cfg, RelDNContext, OBJ_DIM, UNION_DIM, options)
+    assert model.needs_union_features
     assert model.pair_dim == 7 + 2 * OBJ_DIM + 9
     assert model.spatial[0].out_features == 9
     cfg.MODEL.SGG.RELDN.SKIP_CONNECTIONS = False
@@ -164,15 +159,8 @@ def test_built_from_config():
     assert ablated.pair_dim == 7 + 9
 
 
-def test_bad_inputs():
-    inputs = make_inputs([3])
-    inputs.union_features = None
-    with pytest.raises(ValueError, match="union_features"):
-        make_model()(inputs)
-    inputs = make_inputs([3])
-    inputs.union_features = inputs.union_features[:2]
-    with pytest.raises(ValueError, match="2 rows for 6 pairs"):
-        make_model()(inputs)
+def test_bad_inputs(union_feature_errors):
     model = make_model()
+    union_feature_errors(model, make_inputs([3]))
     with pytest.raises(ValueError, match="classifier takes 3 features"):
         model.module_logits(torch.nn.Linear(3, P + 1), torch.zeros(1, model.pair_dim))

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from detectron2.config import get_cfg
 
-from sgg_d2 import add_sgg_config
 from sgg_d2.modeling.context import ContextInputs, build_context_model
 from sgg_d2.modeling.context.tree_utils import (
     build_forest,
@@ -245,15 +243,12 @@ def test_predcls_ignores_detector_logits():
     assert torch.equal(out_a.pair_features, out_b.pair_features)
 
 
-def test_built_from_config():
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    cfg.MODEL.SGG.CONTEXT = "VCTreeContext"
-    cfg.MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT = 0.5
-    cfg.MODEL.SGG.CONTEXT_HIDDEN_DIM = 7
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = C
-    model = build_context_model(cfg, OBJ_DIM, UNION_DIM)
-    assert isinstance(model, VCTreeContext) and model.needs_union_features
+def test_built_from_config(sgg_cfg, build_context):
+    cfg = sgg_cfg
+    options = {"MODEL.SGG.VCTREE.SCORE_LOSS_WEIGHT": 0.5, "MODEL.SGG.CONTEXT_HIDDEN_DIM": 7}
+    options["MODEL.ROI_HEADS.NUM_CLASSES"] = C
+    model = build_context(cfg, VCTreeContext, OBJ_DIM, UNION_DIM, options)
+    assert model.needs_union_features
     assert model.score_loss_weight == 0.5 and model.pair_dim == UNION_DIM
     assert model.obj_ctx.out_dim == 14 and model.decoder.out_features == C
     assert model.tree_learning == "hybrid"  # the paper's default

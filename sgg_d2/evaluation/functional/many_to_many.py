@@ -8,16 +8,13 @@ label-agreeing (candidate, GT) pairs, in one Detectron2 ``matched_pairwise_iou``
 chunk of images; no Python loop runs per image or per triplet.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .matching import NO_MATCH, GroundTruthGraph, matched_box_iou
+from .matching import NO_MATCH, GroundTruthGraph, ImagePrediction, matched_box_iou
 
 __all__ = ["ImagePrediction", "match_scene_graph_images"]
-
-# (boxes (N, 4) float32, labels (N,) int64, {list name: (pairs (T, 2), predicates (T,))})
-ImagePrediction = Tuple[np.ndarray, np.ndarray, Dict[str, Tuple[np.ndarray, np.ndarray]]]
 
 
 def match_scene_graph_images(
@@ -30,8 +27,9 @@ def match_scene_graph_images(
 
     Args:
         gts: per image, its ground truth (G_i relations).
-        predictions: per image, (boxes, labels, candidate lists); every image must have
-            the same list names; lists are best first.
+        predictions: per image, its :class:`~.matching.ImagePrediction` (or a plain
+            ``(boxes, labels, candidates)`` tuple); every image must have the same list
+            names; lists are best first.
         iou_threshold: minimum IoU for subject and for object, inclusive.
         chunk_size: images joined at once (bounds memory).
 

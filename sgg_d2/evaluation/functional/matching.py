@@ -8,7 +8,7 @@ triplets. An entry is the overlap when subject label, object label and predicate
 agree, and :data:`NOT_COMPARABLE` (-1, below any IoU) otherwise.
 """
 
-from typing import NamedTuple
+from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ __all__ = [
     "NOT_COMPARABLE",
     "GroundTruthGraph",
     "PredictedTriplets",
+    "ImagePrediction",
     "box_iou",
     "matched_box_iou",
     "union_boxes",
@@ -64,6 +65,27 @@ class PredictedTriplets(NamedTuple):
     labels: np.ndarray
     pairs: np.ndarray
     predicates: np.ndarray
+
+
+class ImagePrediction(NamedTuple):
+    """One image's predicted objects and its named ranked candidate lists, what the
+    per-image metrics match against :class:`GroundTruthGraph`.
+
+    Attributes:
+        boxes: (N, 4) float32, XYXY absolute, original image coordinates.
+        labels: (N,) int64, predicted object classes.
+        candidates: list name (e.g. ``"gc"``, ``"k1"``) -> (pairs (T, 2) int64 (subject,
+            object) indices into ``boxes``, predicates (T,) int64), best first.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    candidates: Dict[str, Tuple[np.ndarray, np.ndarray]]
+
+    def triplets(self, name: str) -> PredictedTriplets:
+        """The candidate list ``name`` with its objects."""
+        pairs, predicates = self.candidates[name]
+        return PredictedTriplets(self.boxes, self.labels, pairs, predicates)
 
 
 def box_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .many_to_many import match_scene_graph_images
-from .matching import GroundTruthGraph
+from .matching import GroundTruthGraph, ImagePrediction
 
 __all__ = ["match_scene_graph_image", "zero_shot_mask", "aggregate_scene_graph_recall"]
 
@@ -29,11 +29,7 @@ CRITERION_PREFIX = {"gc": "", "ng": "ng-"}
 
 
 def match_scene_graph_image(
-    gt: GroundTruthGraph,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    candidates: Dict[str, Tuple[np.ndarray, np.ndarray]],
-    iou_threshold: float = 0.5,
+    gt: GroundTruthGraph, prediction: ImagePrediction, iou_threshold: float = 0.5
 ) -> Dict[str, np.ndarray]:
     """First-match rank of each GT triplet, per candidate list (one image).
 
@@ -42,15 +38,15 @@ def match_scene_graph_image(
 
     Args:
         gt: the image's ground truth (G relations).
-        boxes: (N, 4) float32, predicted boxes (XYXY, original image coordinates).
-        labels: (N,) int64, predicted classes.
-        candidates: name -> (pairs (T, 2) int64, predicates (T,) int64), best first.
+        prediction: its predicted boxes (N, 4) float32 (XYXY, original image coordinates),
+            labels (N,) int64 and candidate lists name -> (pairs (T, 2) int64, predicates
+            (T,) int64), best first.
         iou_threshold: minimum IoU for subject and for object, inclusive.
 
     Returns:
         name -> (G,) int64 ranks (``NO_MATCH`` when unmatched).
     """
-    return match_scene_graph_images([gt], [(boxes, labels, candidates)], iou_threshold)[0]
+    return match_scene_graph_images([gt], [prediction], iou_threshold)[0]
 
 
 def zero_shot_mask(triplet_classes: np.ndarray, zero_shot_triplets: np.ndarray) -> np.ndarray:

@@ -12,13 +12,13 @@ Recall is summed over the dataset: total true positives / total GT triplets, not
 of per-image recalls.
 """
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Sequence
 
 import numpy as np
 
 from .matching import (
     GroundTruthGraph,
-    PredictedTriplets,
+    ImagePrediction,
     box_iou,
     greedy_one_to_one,
     phrase_overlaps,
@@ -31,28 +31,25 @@ VRD_CRITERIA = ("rel", "phr")
 
 
 def match_vrd_image(
-    gt: GroundTruthGraph,
-    boxes: np.ndarray,
-    labels: np.ndarray,
-    candidates: Dict[str, Tuple[np.ndarray, np.ndarray]],
-    iou_threshold: float = 0.5,
+    gt: GroundTruthGraph, prediction: ImagePrediction, iou_threshold: float = 0.5
 ) -> Dict[str, np.ndarray]:
     """Greedy one-to-one true positives of each candidate list, for both criteria.
 
     Args:
         gt: the image's ground truth (G relations).
-        boxes: (N, 4) float32 predicted boxes. labels: (N,) int64 predicted classes.
-        candidates: list name -> (pairs (T, 2), predicates (T,)), best first.
+        prediction: its predicted boxes (N, 4) float32, labels (N,) int64 and candidate
+            lists name -> (pairs (T, 2), predicates (T,)), best first.
         iou_threshold: minimum overlap, inclusive.
 
     Returns:
         ``"<criterion>_<name>"`` (e.g. ``"rel_k1"``, ``"phr_k70"``) -> (T,) bool true
         positives, in rank order.
     """
+    boxes = prediction.boxes
     iou = box_iou(boxes, gt.boxes) if len(gt.relations) and len(boxes) else None
     true_positives = {}
-    for name, (pairs, predicates) in candidates.items():
-        pred = PredictedTriplets(boxes, labels, pairs, predicates)
+    for name in prediction.candidates:
+        pred = prediction.triplets(name)
         overlaps = {
             "rel": relation_overlaps(gt, pred, iou),
             "phr": phrase_overlaps(gt, pred),

@@ -22,9 +22,10 @@ Differences from the paper, each a documented choice: the detector is frozen (tw
 recipe; the paper trains RPN and F-Net jointly); the subgraph maps are pooled from the
 FPN levels of the Detectron2 backbone; the SRI read-out is a linear layer to the predicate
 logits followed by the relation predictor's own (square) linear layer, which compose into
-the paper's single FC. Ablation flags: ``num_mps``, ``spatial_norm``, ``sri_reduce_first``,
-``sri_extra_fc``, ``sri_object_shortcut`` (today's pre-paper recipe: 1 round, 256/128
-channels, kernel-first SRI with the extra FC and object shortcut, frequency bias on).
+the paper's single FC. Ablation flags: ``num_mps``, ``spatial_norm`` and the SRI variant
+(:class:`~.fnet_modules.SRIVariant`: ``reduce_first``, ``extra_fc``, ``object_shortcut``;
+today's pre-paper recipe: 1 round, 256/128 channels, kernel-first SRI with the extra FC
+and object shortcut, frequency bias on).
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -36,7 +37,7 @@ from torch import nn
 
 from ...structures import all_ordered_pairs
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .fnet_modules import SpatialMessagePassing, SpatialRelationInference
+from .fnet_modules import PAPER_SRI, SpatialMessagePassing, SpatialRelationInference, SRIVariant
 from .fnet_subgraph import SubgraphFeatures, cluster_subgraphs, object_scores, subgraph_incidence
 
 __all__ = [
@@ -125,10 +126,7 @@ class FactorizableNetContext(nn.Module):
         num_mps: int = 2,
         enlarge_subgraph_boxes: bool = False,
         spatial_norm: str = "softmax",
-        sri_kernel_size: int = 1,
-        sri_reduce_first: bool = True,
-        sri_extra_fc: bool = False,
-        sri_object_shortcut: bool = False,
+        sri: SRIVariant = PAPER_SRI,
         dropout: float = 0.0,
         sampling_ratio: int = 0,
         pooler_type: str = "ROIAlignV2",
@@ -143,7 +141,7 @@ class FactorizableNetContext(nn.Module):
             subgraph_dim: channels of the subgraph maps (paper: 512).
             bottleneck_dim: channels of the SRI bottleneck (paper: 256).
             rel_dim: size of the SRI read-out (paper: the P + 1 predicate logits; with
-                ``sri_extra_fc`` a hidden size).
+                ``sri.extra_fc`` a hidden size).
             pool_size: P, side of the subgraph maps.
             nms_thresh: union-box IoU above which pairs share a subgraph.
             num_mps: rounds of spatial-weighted message passing (paper: 2; 0 = none).
@@ -151,9 +149,8 @@ class FactorizableNetContext(nn.Module):
                 the representative pair's union box, as in the paper).
             spatial_norm: object -> subgraph attention, "softmax" across the subgraph's
                 objects at each location (paper) or "sigmoid" gates.
-            sri_kernel_size: side of the object-generated depth-wise kernels (odd).
-            sri_reduce_first, sri_extra_fc, sri_object_shortcut: SRI variants, see
-                :class:`~.fnet_modules.SpatialRelationInference`.
+            sri: the relation inference variant (default: the paper's), see
+                :class:`~.fnet_modules.SRIVariant`.
             dropout: on the object vectors.
         """
         super().__init__()
@@ -183,15 +180,7 @@ class FactorizableNetContext(nn.Module):
             for _ in range(num_mps)
         )
         self.sri = SpatialRelationInference(
-            hidden_dim,
-            subgraph_dim,
-            pool_size,
-            bottleneck_dim,
-            rel_dim,
-            kernel_size=sri_kernel_size,
-            reduce_first=sri_reduce_first,
-            extra_fc=sri_extra_fc,
-            object_shortcut=sri_object_shortcut,
+            hidden_dim, subgraph_dim, pool_size, bottleneck_dim, rel_dim, sri
         )
         self.classifier = nn.Linear(hidden_dim, num_classes)
         self.pair_dim = self.sri.out_dim
@@ -220,9 +209,11 @@ class FactorizableNetContext(nn.Module):
             "nms_thresh": f.SUBGRAPH_NMS_THRESH,
             "num_mps": f.NUM_MPS,
             "spatial_norm": f.SPATIAL_NORM,
-            "sri_reduce_first": f.SRI_REDUCE_FIRST,
-            "sri_extra_fc": f.SRI_EXTRA_FC,
-            "sri_object_shortcut": f.SRI_OBJECT_SHORTCUT,
+            "sri": SRIVariant(
+                reduce_first=f.SRI_REDUCE_FIRST,
+                extra_fc=f.SRI_EXTRA_FC,
+                object_shortcut=f.SRI_OBJECT_SHORTCUT,
+            ),
             "dropout": m.CONTEXT_DROPOUT,
             "sampling_ratio": cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             "pooler_type": cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,

@@ -6,6 +6,7 @@ Objects are vectors x (N, H); subgraphs are 2-D maps F (S, C, P, P). Messages fo
 """
 
 import math
+from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, Tuple
 
 import torch
@@ -19,6 +20,8 @@ __all__ = [
     "SubgraphToObject",
     "ObjectToSubgraph",
     "SpatialMessagePassing",
+    "SRIVariant",
+    "PAPER_SRI",
     "SpatialRelationInference",
 ]
 
@@ -192,6 +195,33 @@ class SpatialMessagePassing(nn.Module):
         return torch.relu(x + self.obj_update(obj_msg)), torch.relu(maps + sub_msg)
 
 
+@dataclass(frozen=True)
+class SRIVariant:
+    """Which spatial-sensitive relation inference to build; the defaults are the paper's.
+
+    Attributes:
+        kernel_size: K (odd, >= 1), side of the object-generated depth-wise kernels.
+        reduce_first: bottleneck the subgraph map before the object kernels (paper); False:
+            kernels on the full map, bottleneck per pair (the pre-paper variant).
+        extra_fc: ReLU after the read-out, i.e. an extra hidden FC layer (ablation).
+        object_shortcut: append the subject and object vectors to the pair feature
+            (ablation).
+    """
+
+    kernel_size: int = 1
+    reduce_first: bool = True
+    extra_fc: bool = False
+    object_shortcut: bool = False
+
+    def __post_init__(self):
+        k = self.kernel_size
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f"F-Net SRI kernel_size must be odd and >= 1, got {k}")
+
+
+PAPER_SRI = SRIVariant()  # 1 x 1 kernels on the bottlenecked map, linear read-out
+
+
 class SpatialRelationInference(nn.Module):
     """Pair feature from its subgraph map, with its subject and object as conv kernels.
 
@@ -213,7 +243,8 @@ class SpatialRelationInference(nn.Module):
     Today's variant (``reduce_first=False``): kernels of C channels on F_k, then the 1x1
     bottleneck over [F_k * w_s, F_k * w_o, F_k] per pair (C x B x P x P per pair).
     Ablation flags: ``extra_fc`` (ReLU after the read-out: a hidden FC layer) and
-    ``object_shortcut`` (append x_s, x_o to the pair feature).
+    ``object_shortcut`` (append x_s, x_o to the pair feature). All four choices are one
+    :class:`SRIVariant`.
     """
 
     def __init__(
@@ -223,10 +254,7 @@ class SpatialRelationInference(nn.Module):
         pool_size: int,
         bottleneck_dim: int,
         out_dim: int,
-        kernel_size: int = 1,
-        reduce_first: bool = True,
-        extra_fc: bool = False,
-        object_shortcut: bool = False,
+        variant: SRIVariant = PAPER_SRI,
         chunk_size: int = 512,
     ):
         """
@@ -235,32 +263,27 @@ class SpatialRelationInference(nn.Module):
             pool_size: P, side of the subgraph maps.
             bottleneck_dim: B, channels after the bottleneck conv.
             out_dim: size of the linear read-out of the flattened pair map (paper: the
-                predicate logits, P + 1; with ``extra_fc`` a hidden size).
-            kernel_size: K (odd), side of the object-generated depth-wise kernels.
-            reduce_first: bottleneck the subgraph map before the object kernels (paper).
-            extra_fc: ReLU after the read-out, i.e. an extra hidden FC layer.
-            object_shortcut: append the subject and object vectors to the pair feature.
+                predicate logits, P + 1; with ``variant.extra_fc`` a hidden size).
+            variant: kernel size, order of bottleneck and kernels, extra FC, object
+                shortcut (default: the paper's recipe).
             chunk_size: pairs processed at once (bounds inference memory).
         """
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"F-Net SRI kernel_size must be odd and >= 1, got {kernel_size}")
-        self.kernel_size = kernel_size
+        self.variant = variant
+        self.kernel_size, self.reduce_first = variant.kernel_size, bool(variant.reduce_first)
+        self.extra_fc, self.object_shortcut = bool(variant.extra_fc), bool(variant.object_shortcut)
         self.chunk_size = int(chunk_size)
-        self.reduce_first = bool(reduce_first)
-        self.extra_fc = bool(extra_fc)
-        self.object_shortcut = bool(object_shortcut)
-        kernel_channels = bottleneck_dim if reduce_first else map_dim
-        self.subj_kernel = nn.Linear(obj_dim, kernel_channels * kernel_size**2)
-        self.obj_kernel = nn.Linear(obj_dim, kernel_channels * kernel_size**2)
+        kernel_channels = bottleneck_dim if self.reduce_first else map_dim
+        self.subj_kernel = nn.Linear(obj_dim, kernel_channels * self.kernel_size**2)
+        self.obj_kernel = nn.Linear(obj_dim, kernel_channels * self.kernel_size**2)
         # The 1x1 bottleneck; kernel-first, over [F * w_s, F * w_o, F] as three convs
         # summed (no concatenated copy per pair; the F term is computed once per subgraph).
         self.bottleneck_map = nn.Conv2d(map_dim, bottleneck_dim, 1)
-        if not reduce_first:
+        if not self.reduce_first:
             self.bottleneck_subj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
             self.bottleneck_obj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
         self.fc = nn.Linear(bottleneck_dim * pool_size**2, out_dim)
-        self.out_dim = out_dim + (2 * obj_dim if object_shortcut else 0)
+        self.out_dim = out_dim + (2 * obj_dim if self.object_shortcut else 0)
 
     def depthwise(self, maps: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """Convolve each map (R, C, P, P) with its own depth-wise kernels (R, C * K * K)."""

@@ -19,16 +19,19 @@ See docs/GROUNDING.md for the design choices.
 from .build import build_aux_box_predictor, build_grounding, with_num_classes
 from .mask_transfer import MaskTransferHead, similarity_from_config
 from .module import GroundingState, SegmentationGrounding, mask_instances
-from .similarity import SIMILARITIES, build_similarity, similarity_matrix
+from .similarity import SIMILARITIES, build_similarity, grounding_similarity, similarity_matrix
+from .word_vectors import WordVectorSource
 
 __all__ = [
     "SIMILARITIES",
     "GroundingState",
     "MaskTransferHead",
     "SegmentationGrounding",
+    "WordVectorSource",
     "build_aux_box_predictor",
     "build_grounding",
     "build_similarity",
+    "grounding_similarity",
     "mask_instances",
     "similarity_from_config",
     "similarity_matrix",

@@ -23,7 +23,7 @@ from detectron2.modeling.roi_heads.mask_head import (
     MaskRCNNConvUpsampleHead,
 )
 
-from .similarity import build_similarity, dataset_class_names, default_cache_dir
+from .similarity import dataset_class_names, default_cache_dir, grounding_similarity
 
 __all__ = ["MaskTransferHead", "similarity_from_config", "aux_class_names", "TRANSFER_SPACES"]
 
@@ -58,19 +58,8 @@ def similarity_from_config(cfg) -> torch.Tensor:
             f"DATASETS.TRAIN[0] has {len(target)} classes but MODEL.ROI_HEADS.NUM_CLASSES "
             f"is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}"
         )
-    S = build_similarity(
-        target,
-        aux_class_names(cfg),
-        g.WORD_VECTORS,
-        vector_format=g.WORD_VECTORS_FORMAT,
-        normalization=g.SIMILARITY,
-        temperature=g.SOFTMAX_TEMPERATURE,
-        threshold=g.SOFTMAX_THRESHOLD,
-        exact_name_match=g.EXACT_NAME_MATCH,
-        mapping_file=g.CLASS_MAPPING_FILE,
-        cache_dir=default_cache_dir(cfg.OUTPUT_DIR, g.CACHE_DIR),
-    )
-    return torch.as_tensor(S)
+    cache_dir = default_cache_dir(cfg.OUTPUT_DIR, g.CACHE_DIR)
+    return torch.as_tensor(grounding_similarity(g, target, aux_class_names(cfg), cache_dir))
 
 
 @ROI_MASK_HEAD_REGISTRY.register()

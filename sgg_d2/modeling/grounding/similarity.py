@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .word_vectors import cached_class_vectors
+from .word_vectors import WordVectorSource, cached_class_vectors
 
 __all__ = [
     "SIMILARITIES",
@@ -30,6 +30,7 @@ __all__ = [
     "fixed_rows",
     "load_class_mapping",
     "build_similarity",
+    "grounding_similarity",
     "dataset_class_names",
     "default_cache_dir",
 ]
@@ -124,38 +125,34 @@ def fixed_rows(
 def build_similarity(
     target_names: Sequence[str],
     aux_names: Sequence[str],
-    vector_file: str,
+    vectors: WordVectorSource,
     *,
-    vector_format: str = "auto",
     normalization: str = "dot",
     temperature: float = 1.0,
     threshold: float = 0.0,
     exact_name_match: bool = True,
     mapping_file: str = "",
-    cache_dir: str = "",
 ) -> np.ndarray:
     """S (d_g, d_m) float32 for two vocabularies: word vectors, normalisation, fixed rows.
 
     Args:
         target_names: d_g target class names; aux_names: d_m auxiliary class names.
-        vector_file, vector_format: see :func:`~.word_vectors.load_keyed_vectors`.
+        vectors: word-vector file, format and cache folder of the class vectors (a file
+            is needed only when some row is not fixed).
         normalization, temperature, threshold: see :func:`similarity_matrix`.
         exact_name_match, mapping_file: rows fixed to one auxiliary class (module docstring).
-        cache_dir: cache folder of the class vectors (see ``cached_class_vectors``).
     """
     mapping = load_class_mapping(mapping_file) if mapping_file else None
     fixed = fixed_rows(target_names, aux_names, exact_name_match, mapping, mapping_file)
     free = [g for g in range(len(target_names)) if g not in fixed]
     S = np.zeros((len(target_names), len(aux_names)), dtype=np.float64)
     if free:
-        if not vector_file:
+        if not vectors.path:
             raise ValueError(
                 "MODEL.SGG.GROUNDING.WORD_VECTORS is empty, but target classes "
                 f"{[target_names[g] for g in free][:10]} need word vectors"
             )
-        t, a = cached_class_vectors(
-            [target_names[g] for g in free], aux_names, vector_file, vector_format, cache_dir
-        )
+        t, a = cached_class_vectors([target_names[g] for g in free], aux_names, vectors)
         S[free] = similarity_matrix(t, a, normalization, temperature, threshold)
     for g, m in fixed.items():
         S[g] = 0.0
@@ -168,6 +165,35 @@ def build_similarity(
         len(fixed),
     )
     return S.astype(np.float32)
+
+
+def grounding_similarity(
+    g,
+    target_names: Sequence[str],
+    aux_names: Sequence[str],
+    cache_dir: str,
+    normalization: Optional[str] = None,
+) -> np.ndarray:
+    """S (d_g, d_m) float32 as a ``MODEL.SGG.GROUNDING`` config node ``g`` sets it up.
+
+    Args:
+        g: the config node (``WORD_VECTORS``, ``WORD_VECTORS_FORMAT``, ``SIMILARITY``,
+            ``SOFTMAX_TEMPERATURE``, ``SOFTMAX_THRESHOLD``, ``EXACT_NAME_MATCH``,
+            ``CLASS_MAPPING_FILE``).
+        target_names: d_g target class names; aux_names: d_m auxiliary class names.
+        cache_dir: cache folder of the class vectors (see :func:`default_cache_dir`).
+        normalization: instead of ``g.SIMILARITY`` (e.g. to compare normalisations).
+    """
+    return build_similarity(
+        target_names,
+        aux_names,
+        WordVectorSource(g.WORD_VECTORS, g.WORD_VECTORS_FORMAT, cache_dir),
+        normalization=normalization or g.SIMILARITY,
+        temperature=g.SOFTMAX_TEMPERATURE,
+        threshold=g.SOFTMAX_THRESHOLD,
+        exact_name_match=g.EXACT_NAME_MATCH,
+        mapping_file=g.CLASS_MAPPING_FILE,
+    )
 
 
 def dataset_class_names(dataset_name: str):

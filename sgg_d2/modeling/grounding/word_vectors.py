@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 __all__ = [
     "VECTOR_FORMATS",
+    "WordVectorSource",
     "load_keyed_vectors",
     "class_vectors",
     "cached_class_vectors",
@@ -25,6 +27,28 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VECTOR_FORMATS = ("auto", "glove", "word2vec", "word2vec_binary", "kv")
+
+
+@dataclass(frozen=True)
+class WordVectorSource:
+    """Where class word vectors come from (``MODEL.SGG.GROUNDING.WORD_VECTORS*``).
+
+    Attributes:
+        path: word-vector file (see :func:`load_keyed_vectors`); "" = none.
+        fmt: its format, one of :data:`VECTOR_FORMATS`.
+        cache_dir: folder of the class-vector cache; "" = a ``.sgg_cache`` folder next to
+            the vector file (never the working directory).
+    """
+
+    path: str
+    fmt: str = "auto"
+    cache_dir: str = ""
+
+    def cache_folder(self) -> str:
+        """The folder the class vectors are cached in."""
+        if self.cache_dir:
+            return self.cache_dir
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), ".sgg_cache")
 
 
 def _require_file(path: str) -> None:
@@ -134,26 +158,20 @@ def _cache_key(target: Sequence[str], aux: Sequence[str], path: str, fmt: str) -
 
 
 def cached_class_vectors(
-    target_names: Sequence[str],
-    aux_names: Sequence[str],
-    path: str,
-    fmt: str = "auto",
-    cache_dir: str = "",
+    target_names: Sequence[str], aux_names: Sequence[str], source: WordVectorSource
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Target (d_g, dim) and auxiliary (d_m, dim) class vectors, cached on disk.
 
     Args:
         target_names, aux_names: the two vocabularies.
-        path: word-vector file (see :func:`load_keyed_vectors`).
-        fmt: its format.
-        cache_dir: folder of the cache; "" = a ``.sgg_cache`` folder next to the vector file
-            (never the working directory).
+        source: the word-vector file, its format and the cache folder.
 
     Returns:
         (target_vectors, aux_vectors), float64.
     """
+    path, fmt = source.path, source.fmt
     _require_file(path)
-    folder = cache_dir or os.path.join(os.path.dirname(os.path.abspath(path)), ".sgg_cache")
+    folder = source.cache_folder()
     cache = os.path.join(
         folder, f"class_vectors_{_cache_key(target_names, aux_names, path, fmt)}.npz"
     )
