@@ -83,7 +83,7 @@ def main(argv=None):
     cfg.freeze()
     model = SceneGraphTrainer.build_model(cfg).eval()
     loader = SceneGraphTrainer.build_test_loader(cfg, args.dataset or cfg.DATASETS.TEST[0])
-    print("| weights | |G0| | |K2 b| | logit std from G0 | from K2 b |")
+    print("| weights | norm of G0 | norm of K2 b | logit std from G0 | from K2 b |")
     print("|---|---:|---:|---:|---:|")
     for name in args.weights:
         DetectionCheckpointer(model).load(os.path.join(args.run, name))
