@@ -84,6 +84,13 @@ def parse_args(argv=None):
         help="relation-stage iterations (steps and " "warm-up scaled); default: the config's",
     )
     p.add_argument("--detector-iters", type=int, help="detector iterations (scaled likewise)")
+    p.add_argument(
+        "--detector-seed",
+        type=int,
+        default=1,
+        help="SEED of the (joint) detector training, so that a study rerun from scratch "
+        "trains the same detector (default 1)",
+    )
     p.add_argument("--detector", help="trained detector (model_final.pth or its folder)")
     p.add_argument(
         "--joint-detector",
@@ -194,7 +201,8 @@ class Study:
             print(f"Detector found: {weights}", flush=True)
             return {**record, **lib.read_json(os.path.join(folder, "timing.json"))}
         os.makedirs(folder, exist_ok=True)
-        cfg = lib.build_config([config], ["OUTPUT_DIR", folder], self.args.detector_iters)
+        opts = ["OUTPUT_DIR", folder, "SEED", str(self.args.detector_seed)]
+        cfg = lib.build_config([config], opts, self.args.detector_iters)
         config_path = lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
         cmd = [sys.executable, "train_net.py", "--config-file", config_path]
         seconds = self.execute(cmd, os.path.join(folder, "train.log"), single_thread=False)

@@ -152,6 +152,8 @@ def test_dry_run_prints_commands_and_rejects_bad_variants(tmp_path, capsys):
     assert "MODEL.SGG.MODE sgdet DATASETS.TEST '[\"synthetic_test\"]'" in printed
     config = (tmp_path / "runs" / "m2" / "seed1" / "config.yaml").read_text()
     assert "EMBED_DIM: 32" in config
+    # the detector is seeded too (default 1), so a study rerun from scratch repeats it
+    assert "SEED: 1\n" in (tmp_path / "detector" / "config.yaml").read_text()
     assert not os.path.exists(tmp_path / "ablation.json")
     bad = ["--models", "x=motifs:MODEL.SGG.NO_SUCH_KEY=1", "--seeds", "1", "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="model 'x'.*Non-existent key: MODEL.SGG.NO_SUCH_KEY"):
