@@ -9,11 +9,17 @@ import json
 import math
 import os
 import re
+import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Configs are merged with the sgg_d2 of this checkout, the one whose train_net.py runs the
+# steps, not an installed copy elsewhere (a study run from a second worktree otherwise
+# writes configs with the installed copy's keys).
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
 
 # Metrics kept in the main table (the subset metrics "...[name]" are added when present).
 MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50"]
