@@ -14,10 +14,12 @@
 # copy of Detectron2's source archive into $WHEELS (default .cuda_wheels, git-ignored,
 # ~30 MB), to be carried along. On the GPU machine the script installs them offline,
 # builds Detectron2 from the archive with FORCE_CUDA=1 for the machine's GPU only
-# (tools/install_detectron2.py --source), runs `pytest -m cuda` and
-# `tools/benchmark_relation.py --device cuda` (20/40/80 detections), and writes the logs,
-# a JUnit XML and the benchmark JSON into $OUT (default output/cuda_check). Budget: about
-# 4 min build + 2 min tests + 3 min benchmark, each step under its own timeout.
+# (tools/install_detectron2.py --source), runs `pytest -m cuda`, a short `train_net.py`
+# run of the detector and of MOTIFS on the GPU, and `tools/benchmark_relation.py --device cuda` (20/40/80 detections), and writes the logs,
+# a JUnit XML and the benchmark JSON into $OUT (default output/cuda_check): 8 files at most.
+# Budget: the whole check ends within CHECK_BUDGET seconds (default 560); each step runs
+# under its own cap, cut to what is left, and the benchmark gets the rest.
+# BENCH_SIZES / BENCH_CONTEXTS (space-separated) narrow the benchmark to fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,10 +121,15 @@ EOF
   say "  bash tools/cuda_check.sh   (results in \$OUT)"
 }
 
+DEADLINE=$(($(date +%s) + ${CHECK_BUDGET:-560}))
+
 step() {  # step NAME SECONDS CMD...: run with a timeout, log to $OUT/NAME.log, time it
-  local name=$1 limit=$2 t0 rc
+  local name=$1 limit=$2 t0 rc left
   shift 2
   t0=$(date +%s)
+  left=$((DEADLINE - t0 - 5))
+  [ "$left" -gt 0 ] || { echo "$name skipped: CHECK_BUDGET spent" | tee -a "$OUT/summary.txt"; return 124; }
+  [ "$limit" -le "$left" ] || limit=$left
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   rc=$?
   echo "$name rc=$rc seconds=$(($(date +%s) - t0))" | tee -a "$OUT/summary.txt"
@@ -143,24 +150,49 @@ gpu_run() {
     nvcc --version | tail -1
     "$PYTHON" -c "import sys, torch, numpy; print('python', sys.version.split()[0], \
 '| torch', torch.__version__, 'cuda', torch.version.cuda, '| numpy', numpy.__version__)"
-  } >"$OUT/environment.txt" 2>&1
-  cat "$OUT/environment.txt"
+  } >>"$OUT/summary.txt" 2>&1
+  cat "$OUT/summary.txt"
   step install 120 "$PYTHON" -m pip install --no-index --no-deps --find-links "$WHEELS" \
     "${PINNED[@]}" || fail "offline install (see $OUT/install.log)"
-  step build_detectron2 420 "$PYTHON" tools/install_detectron2.py --source "$archive" \
+  step build_detectron2 380 "$PYTHON" tools/install_detectron2.py --source "$archive" \
     || fail "Detectron2 CUDA build (see $OUT/build_detectron2.log)"
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-  "$PYTHON" -c "import sgg_d2, torch; from detectron2 import _C; \
-assert sgg_d2.HAS_COMPILED_D2_OPS and _C.has_cuda(), 'no CUDA ops'; \
-print('detectron2 CUDA ops: yes,', _C.get_cuda_version())" | tee -a "$OUT/summary.txt" \
+  for call in has_cuda get_cuda_version get_compiler_version; do  # diagnostics only
+    "$PYTHON" -c "import torch; from detectron2 import _C; print('_C.$call():', _C.$call())" \
+      >>"$OUT/summary.txt" 2>&1 || echo "_C.$call(): crashed, rc=$?" >>"$OUT/summary.txt"
+  done
+  # The compiled CUDA ops themselves (get_cuda_version() crashed in _C on CUDA 13 builds):
+  # rotated-box IoU on the GPU must equal the CPU result.
+  "$PYTHON" -X faulthandler -c "import torch, sgg_d2; \
+from detectron2.layers.rotated_boxes import pairwise_iou_rotated as iou; \
+assert sgg_d2.HAS_COMPILED_D2_OPS, 'sgg_d2 sees no compiled ops'; \
+a = torch.tensor([[10., 10, 8, 6, 30], [20, 20, 10, 10, 0]]); b = a + 1; \
+g = iou(a.cuda(), b.cuda()).cpu(); c = iou(a, b); assert torch.allclose(g, c, atol=1e-5), (g, c); \
+print('detectron2 CUDA ops: yes (box_iou_rotated on', torch.cuda.get_device_name(), 'matches CPU)')" \
+    2>&1 | tee -a "$OUT/summary.txt"; [ "${PIPESTATUS[0]}" = 0 ] \
     || fail "Detectron2 was built without CUDA ops"
-  step pytest_cuda 240 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -rs tests \
+  step pytest_cuda 150 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -rs tests \
     --junitxml="$OUT/pytest_cuda.xml"
   tail -3 "$OUT/pytest_cuda.log" | tee -a "$OUT/summary.txt"
-  step synthetic 120 "$PYTHON" -m sgg_d2.data.synthetic --root datasets/synthetic \
-    --num-train 60 --num-val 5 --num-test 5 --num-mask-train 5 --num-mask-val 5 --no-progress
-  SGG_DATASETS=datasets step benchmark_relation 240 "$PYTHON" tools/benchmark_relation.py \
-    --device cuda --sizes 20 40 80 --json "$OUT/benchmark_relation.json"
+  # train_net.py on the GPU (the trainer, default_setup's collect_env, evaluation): the
+  # synthetic world, then a short detector training and a short MOTIFS SGCls training on it.
+  step train_net 240 bash -c 'set -e; P=$1; T=$2
+    "$P" -m sgg_d2.data.synthetic --root datasets/synthetic --num-train 60 --num-val 5 \
+      --num-test 5 --num-mask-train 5 --num-mask-val 5 --no-progress
+    export SGG_DATASETS=datasets
+    "$P" train_net.py --config-file configs/synthetic/faster_rcnn_R18_FPN_detector.yaml \
+      MODEL.DEVICE cuda SOLVER.MAX_ITER 40 OUTPUT_DIR "$T/detector" \
+      DATASETS.TEST "(\"synthetic_val\",)"
+    "$P" train_net.py --config-file configs/synthetic/motifs_R18_FPN_sgcls.yaml \
+      MODEL.DEVICE cuda SOLVER.MAX_ITER 40 OUTPUT_DIR "$T/motifs" \
+      MODEL.SGG.DETECTOR_WEIGHTS "$T/detector/model_final.pth"' _ "$PYTHON" "$(mktemp -d)"
+  grep -E "crash|Starting training|copypaste: [0-9]|Traceback|Error" "$OUT/train_net.log" \
+    | tail -n 12 | tee -a "$OUT/summary.txt"
+  local sizes=(${BENCH_SIZES:-20 40 80}) contexts=()
+  [ -z "${BENCH_CONTEXTS:-}" ] || contexts=(--contexts $BENCH_CONTEXTS)
+  SGG_DATASETS=datasets PYTHONUNBUFFERED=1 step benchmark_relation 600 "$PYTHON" \
+    tools/benchmark_relation.py --device cuda --sizes "${sizes[@]}" "${contexts[@]}" \
+    --json "$OUT/benchmark_relation.json"
   cat "$OUT/benchmark_relation.log"
   say "done: $OUT/summary.txt"
   cat "$OUT/summary.txt"

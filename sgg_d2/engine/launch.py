@@ -9,6 +9,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..config import add_sgg_config, validate_sgg_config
 from ..data.config_datasets import register_config_datasets, require_registered
+from ..utils.d2_compat import guard_version_queries
 from .trainer import SceneGraphTrainer
 
 __all__ = ["load_config", "setup", "main"]
@@ -36,6 +37,7 @@ def setup(args) -> CfgNode:
     if not args.eval_only:
         require_registered(cfg.DATASETS.TRAIN, "DATASETS.TRAIN")
     require_registered(cfg.DATASETS.TEST, "DATASETS.TEST")
+    guard_version_queries()  # collect_env in default_setup must not crash the run
     default_setup(cfg, args)
     # default_setup configures the "detectron2" and "fvcore" loggers; ours too.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="sgg_d2")

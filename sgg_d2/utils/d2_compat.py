@@ -19,7 +19,12 @@ import importlib.util
 import sys
 import types
 
-__all__ = ["MissingDetectron2OpError", "install_stand_in", "has_compiled_ops"]
+__all__ = [
+    "MissingDetectron2OpError",
+    "install_stand_in",
+    "has_compiled_ops",
+    "guard_version_queries",
+]
 
 MODULE_NAME = "detectron2._C"
 _HOW_TO_FIX = (
@@ -160,3 +165,44 @@ def install_stand_in() -> bool:
     detectron2._C = module
     _register_torch_ops()
     return True
+
+
+# A CUDA build of Detectron2 (commit 02b5c4e, CUDA 13.0, torch 2.11, on an H200; README
+# "Development") crashes the whole process with a segmentation fault in these two queries,
+# which ``detectron2.utils.collect_env`` calls and ``default_setup`` logs at every start.
+_VERSION_QUERIES = ("get_compiler_version", "get_cuda_version")
+_VERSION_PROBE = "import torch\nfrom detectron2 import _C\n" + "".join(
+    f"_C.{name}()\n" for name in _VERSION_QUERIES
+)
+
+
+def guard_version_queries(probe: str = _VERSION_PROBE) -> bool:
+    """Before ``default_setup``: if the real ``detectron2._C`` has CUDA, run ``probe``
+    (the version queries) once in a child process; if the child crashes, replace those
+    queries in ``detectron2._C`` with ones that return a note instead of crashing, and
+    log a warning. Returns True when they were replaced. No-op for the stand-in and for
+    CPU-only builds (the crash was seen with CUDA builds only)."""
+    if not has_compiled_ops():
+        return False
+    from detectron2 import _C
+
+    if getattr(_C, "IS_SGG_D2_STAND_IN", False) or not _C.has_cuda():
+        return False
+    if hasattr(_C, "_sgg_d2_version_queries_replaced"):
+        return _C._sgg_d2_version_queries_replaced
+    import logging
+    import subprocess
+
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    replaced = child.returncode != 0
+    if replaced:
+        for name in _VERSION_QUERIES:
+            setattr(_C, name, lambda name=name: f"unknown (detectron2._C.{name}() crashes)")
+        logging.getLogger(__name__).warning(
+            "detectron2._C.%s crash in a child process (exit status %d) in this Detectron2 "
+            "build; replaced by stand-ins so that collect_env does not crash the run.",
+            " / ".join(_VERSION_QUERIES),
+            child.returncode,
+        )
+    _C._sgg_d2_version_queries_replaced = replaced
+    return replaced

@@ -3,8 +3,9 @@ skipped without a GPU): the metrics equal the hand-computed ones of the CPU test
 
 import pytest
 import torch
-from test_sg_evaluator import (
+from test_sg_evaluator import (  # noqa: F401 (dataset: the CPU test's fixture)
     EXPECTED_PREDCLS,
+    dataset,
     dataset_dicts,
     make_evaluator,
     model_output,
@@ -16,7 +17,7 @@ pytestmark = [
 ]
 
 
-def test_predcls_metrics_from_cuda_outputs(dataset, tmp_path):
+def test_predcls_metrics_from_cuda_outputs(dataset, tmp_path):  # noqa: F811 (fixture)
     evaluator = make_evaluator(dataset, output_dir=str(tmp_path))
     evaluator.reset()
     for record in dataset_dicts():

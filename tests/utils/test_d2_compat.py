@@ -1,8 +1,10 @@
 """The detectron2._C stand-in: installed only when the real extension is absent."""
 
+import logging
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -98,3 +100,41 @@ def test_dunder_lookups_are_plain_attribute_errors():
         pytest.skip("this Detectron2 has its compiled _C")
     with pytest.raises(AttributeError):
         sys.modules["detectron2._C"].__wrapped__  # noqa: B018
+
+
+def _fake_compiled_module(monkeypatch, has_cuda=True):
+    """A real-looking ``detectron2._C`` (not the stand-in) with CUDA and version queries."""
+    import detectron2
+
+    fake = types.ModuleType("detectron2._C")
+    fake.has_cuda = lambda: has_cuda
+    fake.get_compiler_version = lambda: "GCC 13.3"
+    fake.get_cuda_version = lambda: "13.0"
+    monkeypatch.setitem(sys.modules, "detectron2._C", fake)
+    monkeypatch.setattr(detectron2, "_C", fake, raising=False)
+    return fake
+
+
+CRASH = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
+
+
+def test_version_queries_replaced_when_the_probe_crashes(monkeypatch, caplog):
+    fake = _fake_compiled_module(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        assert d2_compat.guard_version_queries(probe=CRASH) is True
+    assert "crash in a child process" in caplog.text
+    assert fake.get_compiler_version() == "unknown (detectron2._C.get_compiler_version() crashes)"
+    assert fake.get_cuda_version() == "unknown (detectron2._C.get_cuda_version() crashes)"
+    # collect_env, which default_setup logs, now runs through them.
+    from detectron2.utils.collect_env import collect_env_info
+
+    assert "unknown (detectron2._C.get_c" in collect_env_info()
+
+
+def test_version_queries_kept_when_the_probe_works_or_no_cuda(monkeypatch):
+    fake = _fake_compiled_module(monkeypatch)
+    assert d2_compat.guard_version_queries(probe="pass") is False
+    assert fake.get_cuda_version() == "13.0"
+    cpu_only = _fake_compiled_module(monkeypatch, has_cuda=False)
+    assert d2_compat.guard_version_queries(probe=CRASH) is False  # not even probed
+    assert cpu_only.get_compiler_version() == "GCC 13.3"
