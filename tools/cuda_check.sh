@@ -15,8 +15,9 @@
 # ~30 MB), to be carried along. On the GPU machine the script installs them offline,
 # builds Detectron2 from the archive with FORCE_CUDA=1 for the machine's GPU only
 # (tools/install_detectron2.py --source), runs `pytest -m cuda`, a short `train_net.py`
-# run of the detector and of MOTIFS on the GPU, and `tools/benchmark_relation.py --device cuda` (20/40/80 detections), and writes the logs,
-# a JUnit XML and the benchmark JSON into $OUT (default output/cuda_check): 8 files at most.
+# run of the detector and of MOTIFS on the GPU, and `tools/benchmark_relation.py --device
+# cuda` (20/40/80 detections), and writes the logs, a JUnit XML and the benchmark JSON into
+# $OUT (default output/cuda_check): 8 files at most.
 # Budget: the whole check ends within CHECK_BUDGET seconds (default 560); each step runs
 # under its own cap, cut to what is left, and the benchmark gets the rest.
 # BENCH_SIZES / BENCH_CONTEXTS (space-separated) narrow the benchmark to fit.
