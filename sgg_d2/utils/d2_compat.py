@@ -186,7 +186,7 @@ def guard_version_queries(probe: str = _VERSION_PROBE) -> bool:
         return False
     from detectron2 import _C
 
-    if getattr(_C, "IS_SGG_D2_STAND_IN", False) or not _C.has_cuda():
+    if not _C.has_cuda():  # (has_compiled_ops() is False for the stand-in)
         return False
     if hasattr(_C, "_sgg_d2_version_queries_replaced"):
         return _C._sgg_d2_version_queries_replaced
