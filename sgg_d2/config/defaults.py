@@ -34,6 +34,11 @@ def add_sgg_config(cfg: CN) -> CN:
     # --resume with a damaged last checkpoint: resume from the newest intact earlier one
     # (logged) instead of failing (train_net.py --resume-from-last-good sets it).
     cfg.SOLVER.RESUME_FROM_LAST_GOOD = False
+    # "SGD" (Detectron2's optimizer: MOMENTUM, NESTEROV) or "ADAMW" (torch.optim.AdamW
+    # with BETAS; WEIGHT_DECAY is then decoupled). Both take Detectron2's parameter groups
+    # (WEIGHT_DECAY_NORM, BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS) and SOLVER.CLIP_GRADIENTS.
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.BETAS = (0.9, 0.999)
     # Keep backbone, RPN and box head fixed (and in eval mode) in the relation stage.
     cfg.MODEL.SGG.FREEZE_DETECTOR = True
     # Context model, a name in CONTEXT_REGISTRY: FrequencyBaseline, IMPContext,

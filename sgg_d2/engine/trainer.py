@@ -38,6 +38,7 @@ from .checkpoint import (
     select_resume_checkpoint,
 )
 from .distributed import create_ddp_model
+from .optimizer import build_optimizer
 
 __all__ = ["SceneGraphTrainer", "is_scene_graph_model", "load_detector_weights"]
 
@@ -150,6 +151,12 @@ class SceneGraphTrainer(DefaultTrainer):
                 model, cfg.MODEL.SGG.DETECTOR_WEIGHTS, cfg.MODEL.SGG.DETECTOR_WEIGHTS_MIN_MATCH
             )
         return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """``SOLVER.OPTIMIZER``: Detectron2's SGD (default) or AdamW
+        (:func:`~sgg_d2.engine.optimizer.build_optimizer`)."""
+        return build_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):
