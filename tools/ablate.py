@@ -234,6 +234,15 @@ class Study:
             raise ValueError(f"model {name!r}, configs {files}: {message}") from err
         return folder, lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
 
+    def finished(self, name, seed):
+        """Whether the run's weights and every requested mode's metrics already exist
+        (the run will be reused, not retrained)."""
+        folder = os.path.join(self.out, "runs", name, f"seed{seed}")
+        return os.path.isfile(os.path.join(folder, "model_final.pth")) and all(
+            os.path.isfile(lib.metrics_file(os.path.join(folder, f"eval_{m}"), self.test_set))
+            for m in self.args.modes
+        )
+
     def run(self, name, seed):
         """Train one model with one seed (unless done) and evaluate it in every mode."""
         variant = self.variants[name]
@@ -289,7 +298,9 @@ class Study:
             lib.write_json(timing_path, timing)
         return record
 
-    def progress(self, record, done, total, durations):
+    def progress(self, record, done, total, durations, to_do):
+        """One line per finished run; the ETA counts only runs still ``to_do`` (a run
+        reused from ``--out`` costs nothing, wherever it sits in the task order)."""
         seconds = sum(
             s
             for s in [record["train"]["seconds"]] + [e["seconds"] for e in record["evals"].values()]
@@ -302,9 +313,9 @@ class Study:
                 headline = f", {mode} mR@50 {value:.2f}"
                 break
         eta = ""
-        if durations and done < total:
+        if durations and to_do:
             per_run = sum(durations) / len(durations)
-            eta = f", ETA {lib.format_duration(per_run * (total - done) / self.args.jobs)}"
+            eta = f", ETA {lib.format_duration(per_run * to_do / self.args.jobs)}"
         print(
             f"[{done}/{total}] {record['model']} seed {record['seed']}: "
             f"{lib.format_duration(seconds)}{headline}{eta}",
@@ -330,6 +341,7 @@ def main(argv=None):
     if any(study.uses_joint_detector(m) for m in args.models):
         joint_detector = study.detector(joint=True)
     runs, failures, durations = [], [], []
+    to_do = {task for task in tasks if not study.finished(*task)}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(study.run, m, s): (m, s) for m, s in tasks}
         for future in as_completed(futures):
@@ -340,12 +352,14 @@ def main(argv=None):
                     {"model": futures[future][0], "seed": futures[future][1], "error": str(err)}
                 )
                 print(f"FAILED {futures[future]}: {err}", flush=True)
+                to_do.discard(futures[future])
                 continue
             runs.append(record)
             fresh = [record["train"]["seconds"]] + [e["seconds"] for e in record["evals"].values()]
             if all(s is not None for s in fresh) and not args.dry_run:
                 durations.append(sum(fresh))
-            study.progress(record, len(runs) + len(failures), len(tasks), durations)
+            to_do.discard((record["model"], record["seed"]))
+            study.progress(record, len(runs) + len(failures), len(tasks), durations, len(to_do))
     if args.dry_run:
         return 0
     runs.sort(key=lambda r: (args.models.index(r["model"]), r["seed"]))

@@ -132,7 +132,7 @@ def test_study_resumes_from_finished_runs(tmp_path, capsys):
     assert ablate.main(argv) == 0
     printed = capsys.readouterr().out
     assert "$ " not in printed, "nothing is re-run when every result exists"
-    assert "[3/6]" in printed and "ETA" in printed
+    assert "[3/6]" in printed and "ETA" not in printed, "reused runs leave no work"
     result = json.loads((out / "ablation.json").read_text())
     assert len(result["runs"]) == 6 and not result["failures"]
     assert result["summary"]["motifs"]["predcls"]["mR@50[geometric]"]["mean"] == 12.0
@@ -158,3 +158,20 @@ def test_dry_run_prints_commands_and_rejects_bad_variants(tmp_path, capsys):
     bad = ["--models", "x=motifs:MODEL.SGG.NO_SUCH_KEY=1", "--seeds", "1", "--out", str(tmp_path)]
     with pytest.raises(SystemExit, match="model 'x'.*Non-existent key: MODEL.SGG.NO_SUCH_KEY"):
         ablate.main(bad)
+
+
+def test_eta_counts_only_runs_left_to_train(capsys):
+    """A resumed study: 6 tasks, 1 done, 4 reused still to come, 1 left to train; runs of
+    10 minutes on 2 jobs -> 5 minutes, not the 25 that counting reused runs would give."""
+    study = SimpleNamespace(args=SimpleNamespace(modes=["predcls"], jobs=2))
+    record = {
+        "model": "motifs",
+        "seed": 1,
+        "train": {"seconds": 540.0},
+        "evals": {"predcls": {"seconds": 60.0, "metrics": {"mR@50": 12.5}}},
+    }
+    ablate.Study.progress(study, record, 1, 6, [600.0], 1)
+    ablate.Study.progress(study, record, 6, 6, [600.0], 0)
+    first, last = capsys.readouterr().out.splitlines()
+    assert first == "[1/6] motifs seed 1: 10m00s, predcls mR@50 12.50, ETA 5m00s"
+    assert last == "[6/6] motifs seed 1: 10m00s, predcls mR@50 12.50"
