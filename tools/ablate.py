@@ -218,7 +218,7 @@ class Study:
         """Merge and validate one run's config, write it; returns (folder, config path).
         Training skips the end-of-training validation (``DATASETS.TEST`` = ())."""
         variant = self.variants[name]
-        folder = os.path.join(self.out, "runs", name, f"seed{seed}")
+        folder = self.run_folder(name, seed)
         os.makedirs(folder, exist_ok=True)
         files = [lib.leaf_config(variant.base)] + ([self.world_file] if self.world_file else [])
         opts = variant.opts() + list(self.args.opts)
@@ -234,10 +234,14 @@ class Study:
             raise ValueError(f"model {name!r}, configs {files}: {message}") from err
         return folder, lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
 
+    def run_folder(self, name, seed):
+        """``OUT/runs/<name>/seed<seed>``: one run's config, weights, logs and evals."""
+        return os.path.join(self.out, "runs", name, f"seed{seed}")
+
     def finished(self, name, seed):
         """Whether the run's weights and every requested mode's metrics already exist
         (the run will be reused, not retrained)."""
-        folder = os.path.join(self.out, "runs", name, f"seed{seed}")
+        folder = self.run_folder(name, seed)
         return os.path.isfile(os.path.join(folder, "model_final.pth")) and all(
             os.path.isfile(lib.metrics_file(os.path.join(folder, f"eval_{m}"), self.test_set))
             for m in self.args.modes
