@@ -56,18 +56,25 @@ ARGS = [
 
 
 def start(world, out, *extra):
-    return subprocess.Popen(
+    """Start ``train_net.py`` writing into ``out``; its console output goes to a file next to
+    ``out`` (a pipe nobody reads while the run goes on fills at 64 KiB and blocks the run)."""
+    console = open(f"{out}.console{len(extra)}.log", "w")  # closed in finish()
+    proc = subprocess.Popen(
         [sys.executable, "train_net.py", *extra, *ARGS, "OUTPUT_DIR", str(out)],
         cwd=REPO,
         env=script_env(world, one_thread=True),
-        stdout=subprocess.PIPE,
+        stdout=console,
         stderr=subprocess.STDOUT,
-        text=True,
     )
+    proc.console = console
+    return proc
 
 
 def finish(proc):
-    out, _ = proc.communicate(timeout=600)
+    proc.wait(timeout=600)
+    proc.console.close()
+    with open(proc.console.name) as f:
+        out = f.read()
     assert proc.returncode == 0, out[-5000:]
     return out
 
@@ -85,7 +92,8 @@ def runs(world, tmp_path_factory):
         assert time.time() < deadline
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
-    victim.communicate()
+    victim.wait()
+    victim.console.close()
     resumed_from = (killed / "last_checkpoint").read_text().strip()
     log = finish(start(world, killed, "--resume"))
     finish(uninterrupted)
