@@ -269,6 +269,13 @@ def _add_grounding_config(cfg: CN) -> None:
     g.USE_REFINED_MASKS = True
     # Auxiliary images per batch cap their context pairs at this many (training).
     g.AUX_PAIRS_PER_IMAGE = 64
+    # Box head of the auxiliary images: "shared" with the target classes, or "separate" (a
+    # second box head of the same architecture, ``roi_heads.aux_box_head``); backbone and
+    # RPN stay shared either way. docs/GROUNDING.md, "Joint detector vs plain detector".
+    g.AUX_BOX_HEAD = "shared"
+    # Joint detector: weight of the auxiliary losses (loss_cls_aux, loss_box_reg_aux,
+    # loss_mask) against the target losses.
+    g.AUX_LOSS_WEIGHT = 1.0
 
 
 def validate_sgg_config(cfg: CN) -> None:

@@ -1,17 +1,21 @@
 """Joint detector pretraining for segmentation grounding (stage 1 of seed paper 004).
 
-One backbone and one RPN see the images of both datasets; the box head is shared; a box
-predictor over the target classes (``MODEL.ROI_HEADS.NUM_CLASSES``) is trained only on
-target images and one over the auxiliary classes (``MODEL.SGG.GROUNDING.AUX_NUM_CLASSES``)
-only on auxiliary images; the mask head (auxiliary classes) is trained only on auxiliary
-images. Which dataset an input comes from is its ``"source"`` (``sgg_d2.data.joint_loader``).
+One backbone and one RPN see the images of both datasets; the box head is shared
+(``MODEL.SGG.GROUNDING.AUX_BOX_HEAD: shared``) or the auxiliary images have their own
+(``separate``, ``roi_heads.aux_box_head``); a box predictor over the target classes
+(``MODEL.ROI_HEADS.NUM_CLASSES``) is trained only on target images and one over the
+auxiliary classes (``MODEL.SGG.GROUNDING.AUX_NUM_CLASSES``) only on auxiliary images; the
+mask head (auxiliary classes) is trained only on auxiliary images. Which dataset an input
+comes from is its ``"source"`` (``sgg_d2.data.joint_loader``). The auxiliary losses are scaled by
+``MODEL.SGG.GROUNDING.AUX_LOSS_WEIGHT``.
 
 Losses: ``loss_rpn_*`` (both), ``loss_cls`` / ``loss_box_reg`` (target images),
 ``loss_cls_aux`` / ``loss_box_reg_aux`` / ``loss_mask`` (auxiliary images). A batch without
 images of one dataset gives that dataset's losses as zeros (same keys every iteration).
 
 Parameter names match the grounded relation model (``roi_heads.aux_box_predictor``,
-``roi_heads.mask_head``), so ``MODEL.SGG.DETECTOR_WEIGHTS`` hands everything over.
+``roi_heads.aux_box_head``, ``roi_heads.mask_head``), so ``MODEL.SGG.DETECTOR_WEIGHTS``
+hands everything over.
 """
 
 from typing import Dict, List, Optional, Sequence
@@ -26,34 +30,49 @@ from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Instances, pairwise_iou
 
 from ..data.joint_loader import AUX, TARGET, input_source
-from .grounding.build import build_aux_box_predictor, with_num_classes
+from .grounding.build import build_aux_box_head, build_aux_box_predictor, with_num_classes
 
 __all__ = ["JointRCNN", "JointROIHeads"]
 
 
 @ROI_HEADS_REGISTRY.register()
 class JointROIHeads(StandardROIHeads):
-    """Shared box head; target and auxiliary box predictors; auxiliary mask head."""
+    """Shared (or per-dataset) box head; target and auxiliary box predictors; auxiliary mask
+    head."""
 
     @configurable
-    def __init__(self, *, aux_box_predictor: torch.nn.Module, num_aux_classes: int, **kwargs):
+    def __init__(
+        self,
+        *,
+        aux_box_predictor: torch.nn.Module,
+        num_aux_classes: int,
+        aux_box_head: Optional[torch.nn.Module] = None,
+        aux_loss_weight: float = 1.0,
+        **kwargs,
+    ):
         """
         Args:
             aux_box_predictor: ``FastRCNNOutputLayers`` over the auxiliary classes.
             num_aux_classes: d_m.
+            aux_box_head: the auxiliary images' own box head, or None (``box_head`` shared).
+            aux_loss_weight: factor on ``loss_cls_aux``, ``loss_box_reg_aux``, ``loss_mask``.
             kwargs: ``StandardROIHeads`` arguments (the mask head must be present).
         """
         super().__init__(**kwargs)
         if not self.mask_on:
             raise ValueError("JointROIHeads needs MODEL.MASK_ON: True (auxiliary mask head)")
         self.aux_box_predictor = aux_box_predictor
+        self.aux_box_head = aux_box_head
         self.num_aux_classes = num_aux_classes
+        self.aux_loss_weight = aux_loss_weight
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         ret["aux_box_predictor"] = build_aux_box_predictor(cfg, ret["box_head"].output_shape)
+        ret["aux_box_head"] = build_aux_box_head(cfg, input_shape, ret["box_in_features"])
         ret["num_aux_classes"] = cfg.MODEL.SGG.GROUNDING.AUX_NUM_CLASSES
+        ret["aux_loss_weight"] = cfg.MODEL.SGG.GROUNDING.AUX_LOSS_WEIGHT
         return ret
 
     @classmethod
@@ -63,10 +82,11 @@ class JointROIHeads(StandardROIHeads):
         return super()._init_mask_head(with_num_classes(cfg, aux), input_shape)
 
     def _head(self, source: str):
-        """(box predictor, number of classes, loss-name suffix) of a dataset."""
+        """(box head, box predictor, number of classes, loss-name suffix) of a dataset."""
         if source == AUX:
-            return self.aux_box_predictor, self.num_aux_classes, "_aux"
-        return self.box_predictor, self.num_classes, ""
+            head = self.aux_box_head if self.aux_box_head is not None else self.box_head
+            return head, self.aux_box_predictor, self.num_aux_classes, "_aux"
+        return self.box_head, self.box_predictor, self.num_classes, ""
 
     @torch.no_grad()
     def sample_proposals(
@@ -100,21 +120,21 @@ class JointROIHeads(StandardROIHeads):
             out.append(sampled)
         return out
 
-    def _box_features(self, features, boxes):
-        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+    def _box_features(self, features, boxes, head):
+        return head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
 
     def _zero_losses(self, source: str) -> Dict[str, torch.Tensor]:
         """This dataset's losses as zeros in the graph (no image of it in the batch)."""
-        predictor, _, suffix = self._head(source)
-        modules = [predictor] + ([self.mask_head] if source == AUX else [])
+        head, predictor, _, suffix = self._head(source)
+        modules = [head, predictor] + ([self.mask_head] if source == AUX else [])
         zero = sum(p.sum() for m in modules for p in m.parameters()) * 0.0
         names = ["loss_cls" + suffix, "loss_box_reg" + suffix]
         return {k: zero for k in names + (["loss_mask"] if source == AUX else [])}
 
     def _group_losses(self, source, features, proposals, targets) -> Dict[str, torch.Tensor]:
-        predictor, num_classes, suffix = self._head(source)
+        head, predictor, num_classes, suffix = self._head(source)
         sampled = self.sample_proposals(proposals, targets, num_classes)
-        feats = self._box_features(features, [p.proposal_boxes for p in sampled])
+        feats = self._box_features(features, [p.proposal_boxes for p in sampled], head)
         losses = predictor.losses(predictor(feats), sampled)
         losses = {k + suffix: v for k, v in losses.items()}
         if source == AUX:
@@ -122,11 +142,12 @@ class JointROIHeads(StandardROIHeads):
             maps = [features[f] for f in self.mask_in_features]
             pooled = self.mask_pooler(maps, [p.proposal_boxes for p in fg])
             losses.update(self.mask_head(pooled, fg))
+            losses = {k: v * self.aux_loss_weight for k, v in losses.items()}
         return losses
 
     def _group_inference(self, source, features, proposals) -> List[Instances]:
-        predictor, _, _ = self._head(source)
-        feats = self._box_features(features, [p.proposal_boxes for p in proposals])
+        head, predictor, _, _ = self._head(source)
+        feats = self._box_features(features, [p.proposal_boxes for p in proposals], head)
         detections, _ = predictor.inference(predictor(feats), proposals)
         if source == AUX:
             detections = self._forward_mask(features, detections)

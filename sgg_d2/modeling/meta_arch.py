@@ -119,8 +119,9 @@ class SceneGraphRCNN(GeneralizedRCNN):
         mods = [self.backbone, self.proposal_generator, heads.box_head, heads.box_predictor]
         if heads.mask_on:
             mods.append(heads.mask_head)
-        if getattr(heads, "aux_box_predictor", None) is not None:
-            mods.append(heads.aux_box_predictor)
+        for name in ("aux_box_predictor", "aux_box_head"):
+            if getattr(heads, name, None) is not None:
+                mods.append(getattr(heads, name))
         return mods
 
     def train(self, mode: bool = True):

@@ -65,6 +65,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         extra_losses=(),
         grounding: Optional[SegmentationGrounding] = None,
         aux_box_predictor: Optional[torch.nn.Module] = None,
+        aux_box_head: Optional[torch.nn.Module] = None,
         **kwargs,
     ):
         """
@@ -78,6 +79,8 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             grounding: segmentation grounding (needs the ``MaskTransferHead``), or None.
             aux_box_predictor: box predictor over the auxiliary classes (grounding: SGCls /
                 SGDet masks on auxiliary images), or None.
+            aux_box_head: the auxiliary images' own box head (``GROUNDING.AUX_BOX_HEAD:
+                separate``), or None (``box_head`` serves both datasets).
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -100,6 +103,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         )
         self.grounding = grounding
         self.aux_box_predictor = aux_box_predictor
+        self.aux_box_head = aux_box_head
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -143,12 +147,14 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         return ret
 
     # ---------------------------------------------------------------- objects
-    def _detect(self, features, proposals: List[Instances], predictor=None) -> List[Instances]:
-        """SGDet objects: the frozen detector's post-NMS detections (``predictor``: another
-        box predictor on the same box head, e.g. the auxiliary one)."""
+    def _detect(
+        self, features, proposals: List[Instances], predictor=None, head=None
+    ) -> List[Instances]:
+        """SGDet objects: the frozen detector's post-NMS detections (``predictor`` and
+        ``head``: another box predictor and box head, e.g. the auxiliary ones)."""
         predictor = predictor or self.box_predictor
         with torch.no_grad():
-            feats = self._box_features(features, [p.proposal_boxes for p in proposals])
+            feats = self._box_features(features, [p.proposal_boxes for p in proposals], head)
             predictions = predictor(feats)
             detections, kept = predictor.inference(predictions, proposals)
             logits = predictions[0].split([len(p) for p in proposals])
@@ -160,9 +166,11 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             detections = self.sgdet.for_training(detections)
         return detections
 
-    def _box_features(self, features, boxes: List[Boxes]) -> torch.Tensor:
-        """(N, D) box-head features of ``boxes`` (per image), images concatenated."""
-        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+    def _box_features(self, features, boxes: List[Boxes], head=None) -> torch.Tensor:
+        """(N, D) features of ``boxes`` (per image) from ``head`` (default ``box_head``),
+        images concatenated."""
+        head = head if head is not None else self.box_head
+        return head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
 
     def _objects(self, features, proposals, targets):
         """Boxes (list of (N_i, 4)), GT labels to condition on, GT index per object (training)

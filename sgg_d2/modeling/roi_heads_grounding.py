@@ -24,8 +24,8 @@ class GroundingHooksMixin:
     The host provides Detectron2's box and mask heads (``box_head``, ``box_pooler``,
     ``box_in_features``, ``mask_head``, ``mask_pooler``, ``mask_in_features``), ``mode``,
     ``context``, ``union_features``, ``grounding`` (a ``SegmentationGrounding`` or None),
-    ``aux_box_predictor``, and the methods ``_detect``, ``_box_features``,
-    ``_context_inputs`` and ``_detector_trainable``.
+    ``aux_box_predictor``, ``aux_box_head`` (or None), and the methods ``_detect``,
+    ``_box_features``, ``_context_inputs`` and ``_detector_trainable``.
     """
 
     def _ground(self, features, boxes: List[torch.Tensor], inputs: ContextInputs):
@@ -110,7 +110,7 @@ class GroundingHooksMixin:
         """Auxiliary images: per image (N_i, 4) boxes, and (N,) auxiliary classes and
         scores."""
         if self.mode == "sgdet" and not self.training:
-            dets = self._detect(features, proposals, self.aux_box_predictor)
+            dets = self._detect(features, proposals, self.aux_box_predictor, self.aux_box_head)
             classes = torch.cat([d.pred_classes for d in dets])
             return [d.pred_boxes.tensor for d in dets], classes, torch.cat([d.scores for d in dets])
         if targets is None:
@@ -120,7 +120,7 @@ class GroundingHooksMixin:
         scores = torch.ones(len(classes), device=classes.device)
         if self.mode == "sgcls" and not self.training:
             with torch.no_grad():
-                feats = self._box_features(features, [Boxes(b) for b in boxes])
+                feats = self._box_features(features, [Boxes(b) for b in boxes], self.aux_box_head)
                 probs = self.aux_box_predictor(feats)[0].softmax(dim=1)[:, :-1]
             scores, classes = probs.max(dim=1)
         return boxes, classes, scores

@@ -1,6 +1,7 @@
 """JointRCNN: per-dataset losses (mask loss only from auxiliary images), inference, and the
 weight handoff to the grounded relation model."""
 
+import pytest
 import torch
 from conftest import NUM_CLASSES, random_input, tiny_cfg
 from detectron2.modeling import build_model
@@ -93,3 +94,73 @@ def test_joint_weights_load_into_the_grounded_relation_model(tmp_path):
     assert any(k.startswith("roi_heads.aux_box_predictor.") for k in handed)
     for k in handed:
         assert k in relation and relation[k].shape == joint[k].shape, k
+
+
+def test_separate_auxiliary_box_head_learns_only_from_auxiliary_images():
+    cfg = joint_cfg()
+    cfg.MODEL.SGG.GROUNDING.AUX_BOX_HEAD = "separate"
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    heads = model.roi_heads
+    assert heads.aux_box_head is not heads.box_head
+    _train_step(model, [target_input(3, 1)])
+    assert _grad_sum(heads.box_head) > 0 and _grad_sum(heads.aux_box_head) == 0
+    _train_step(model, [aux_input(3, seed=3)])
+    assert _grad_sum(heads.box_head) == 0 and _grad_sum(heads.aux_box_head) > 0
+    assert _grad_sum(heads.aux_box_predictor) > 0 and _grad_sum(model.backbone) > 0
+
+
+def test_shared_box_head_learns_from_both_datasets():
+    torch.manual_seed(0)
+    model = build_model(joint_cfg()).train()
+    assert model.roi_heads.aux_box_head is None
+    _train_step(model, [aux_input(3, seed=3)])
+    assert _grad_sum(model.roi_heads.box_head) > 0
+
+
+def test_auxiliary_loss_weight_scales_only_the_auxiliary_losses():
+    batch = [target_input(3, 1), aux_input(2, seed=4)]
+    losses = {}
+    for weight in (1.0, 0.25):
+        cfg = joint_cfg()
+        cfg.MODEL.SGG.GROUNDING.AUX_LOSS_WEIGHT = weight
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        torch.manual_seed(1)  # the same proposal sampling in both runs
+        with EventStorage():
+            losses[weight] = {k: float(v) for k, v in model(batch).items()}
+    for key in AUX_KEYS:
+        assert losses[1.0][key] > 0
+        assert abs(losses[0.25][key] - 0.25 * losses[1.0][key]) < 1e-6 * losses[1.0][key] + 1e-9
+    for key in TARGET_KEYS | {"loss_rpn_cls", "loss_rpn_loc"}:
+        assert losses[0.25][key] == losses[1.0][key]
+
+
+def test_bad_auxiliary_box_head_value_names_the_key():
+    cfg = joint_cfg()
+    cfg.MODEL.SGG.GROUNDING.AUX_BOX_HEAD = "own"
+    with pytest.raises(ValueError, match="MODEL.SGG.GROUNDING.AUX_BOX_HEAD is 'own'"):
+        build_model(cfg)
+
+
+def test_separate_auxiliary_box_head_is_handed_over_and_classifies_auxiliary_objects(tmp_path):
+    joint = joint_cfg()
+    joint.MODEL.SGG.GROUNDING.AUX_BOX_HEAD = "separate"
+    grounded = grounded_cfg(write_vectors(tmp_path))  # SGCls: aux classes from aux_box_head
+    grounded.MODEL.SGG.GROUNDING.AUX_BOX_HEAD = "separate"
+    state = build_model(joint).state_dict()
+    relation = build_model(grounded).eval()
+    assert relation.roi_heads.aux_box_head in relation.detector_modules()
+    target = relation.state_dict()
+    head_keys = [k for k in state if k.startswith("roi_heads.aux_box_head.")]
+    assert head_keys and all(target[k].shape == state[k].shape for k in head_keys)
+
+    def aux_scores():
+        with torch.no_grad():
+            return relation([aux_input(3, seed=5)])[0]["instances"].scores.clone()
+
+    before = aux_scores()
+    with torch.no_grad():
+        for p in relation.roi_heads.aux_box_head.parameters():
+            p.add_(torch.randn_like(p))
+    assert not torch.equal(before, aux_scores())

@@ -16,7 +16,12 @@ Importing this package registers ``MaskTransferHead`` in Detectron2's
 See docs/GROUNDING.md for the design choices.
 """
 
-from .build import build_aux_box_predictor, build_grounding, with_num_classes
+from .build import (
+    build_aux_box_head,
+    build_aux_box_predictor,
+    build_grounding,
+    with_num_classes,
+)
 from .mask_transfer import MaskTransferHead, similarity_from_config
 from .module import GroundingState, SegmentationGrounding, mask_instances
 from .similarity import SIMILARITIES, build_similarity, grounding_similarity, similarity_matrix
@@ -28,6 +33,7 @@ __all__ = [
     "MaskTransferHead",
     "SegmentationGrounding",
     "WordVectorSource",
+    "build_aux_box_head",
     "build_aux_box_predictor",
     "build_grounding",
     "build_similarity",

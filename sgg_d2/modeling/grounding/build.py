@@ -1,10 +1,17 @@
 """Construction helpers shared by the relation stage and the joint detector."""
 
+from typing import Optional
+
+import torch
+from detectron2.layers import ShapeSpec
+from detectron2.modeling.roi_heads import build_box_head
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from .module import SegmentationGrounding
 
-__all__ = ["with_num_classes", "build_aux_box_predictor", "build_grounding"]
+__all__ = ["with_num_classes", "build_aux_box_head", "build_aux_box_predictor", "build_grounding"]
+
+AUX_BOX_HEADS = ("shared", "separate")
 
 
 def with_num_classes(cfg, num_classes: int):
@@ -23,8 +30,31 @@ def build_aux_box_predictor(cfg, box_head_shape) -> FastRCNNOutputLayers:
     return FastRCNNOutputLayers(aux_cfg, box_head_shape)
 
 
+def build_aux_box_head(cfg, input_shape, in_features) -> Optional[torch.nn.Module]:
+    """The auxiliary images' own box head (``MODEL.SGG.GROUNDING.AUX_BOX_HEAD: separate``):
+    Detectron2's ``ROI_BOX_HEAD`` architecture on the same pooled (C, R, R) features; None
+    when the box head is shared.
+
+    Args:
+        input_shape: backbone map name -> ``ShapeSpec``.
+        in_features: the box pooler's map names.
+    """
+    kind = cfg.MODEL.SGG.GROUNDING.AUX_BOX_HEAD
+    if kind not in AUX_BOX_HEADS:
+        raise ValueError(
+            f"MODEL.SGG.GROUNDING.AUX_BOX_HEAD is {kind!r}; valid values are "
+            + ", ".join(AUX_BOX_HEADS)
+        )
+    if kind == "shared":
+        return None
+    side = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+    pooled = ShapeSpec(channels=input_shape[in_features[0]].channels, height=side, width=side)
+    return build_box_head(cfg, pooled)
+
+
 def build_grounding(cfg, roi_heads_kwargs: dict, context, union_dim: int, input_shape) -> dict:
-    """Grounding arguments of ``SceneGraphROIHeads`` (``grounding``, ``aux_box_predictor``).
+    """Grounding arguments of ``SceneGraphROIHeads`` (``grounding``, ``aux_box_predictor``,
+    ``aux_box_head``).
 
     Args:
         roi_heads_kwargs: the ROI heads' ``from_config`` dict so far (box and mask heads).
@@ -45,4 +75,5 @@ def build_grounding(cfg, roi_heads_kwargs: dict, context, union_dim: int, input_
     return {
         "grounding": SegmentationGrounding(cfg, shape.channels, union_dim, context, input_shape),
         "aux_box_predictor": build_aux_box_predictor(cfg, shape),
+        "aux_box_head": build_aux_box_head(cfg, input_shape, roi_heads_kwargs["box_in_features"]),
     }
