@@ -24,7 +24,7 @@ from .scene_graph_json import register_scene_graph_json
 from .visual_genome import register_visual_genome
 from .vrd import register_vrd
 
-__all__ = ["register_all_builtin", "default_datasets_root"]
+__all__ = ["register_all_builtin", "default_datasets_root", "resolve_data_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,20 @@ SPLITS = ("train", "val", "test")
 def default_datasets_root() -> str:
     """``$SGG_DATASETS`` if set, else ``./datasets``."""
     return os.environ.get("SGG_DATASETS", "datasets")
+
+
+def resolve_data_path(path: str) -> str:
+    """A data file named in a config: ``path`` itself when it exists (or is absolute or
+    empty); a missing relative ``datasets/<rest>`` is looked up as ``$SGG_DATASETS/<rest>``,
+    so configs written for ``./datasets`` also work with the data kept elsewhere. Returns
+    ``path`` unchanged when neither exists (the caller's error names it)."""
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if parts[0] != "datasets" or len(parts) < 2:
+        return path
+    candidate = os.path.join(default_datasets_root(), *parts[1:])
+    return candidate if os.path.exists(candidate) else path
 
 
 def _register(name: str, main_file: str, register: Callable[[], None], done: List[str]) -> None:

@@ -190,3 +190,24 @@ def test_grounding_defaults_and_the_paper_protocol_of_the_vg150_configs():
             assert cfg.TEST.SGG.SGDET_OVERLAP_ONLY is True
             assert cfg.MODEL.SGG.GROUNDING.SIMILARITY == "dot"
             assert cfg.MODEL.SGG.GROUNDING.EXACT_NAME_MATCH is False
+
+
+def test_relative_datasets_path_is_looked_up_under_sgg_datasets(tmp_path, monkeypatch):
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config
+
+    root = tmp_path / "elsewhere"
+    write_glove_at = root / "world" / "glove" / "tiny.txt"
+    write_glove_at.parent.mkdir(parents=True)
+    write_glove(write_glove_at)
+    monkeypatch.chdir(tmp_path)  # no ./datasets here
+    g = add_sgg_config(get_cfg()).MODEL.SGG.GROUNDING
+    g.WORD_VECTORS, g.SIMILARITY = "datasets/world/glove/tiny.txt", "dot"
+    monkeypatch.delenv("SGG_DATASETS", raising=False)
+    with pytest.raises(FileNotFoundError, match="datasets/world/glove/tiny.txt .*SGG_DATASETS"):
+        grounding_similarity(g, TARGET, AUX, str(tmp_path / "cache"))
+    monkeypatch.setenv("SGG_DATASETS", str(root))
+    np.testing.assert_allclose(
+        grounding_similarity(g, TARGET, AUX, str(tmp_path / "cache")), [[2, 0], [1, 1]]
+    )

@@ -22,6 +22,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ...data.builtin import resolve_data_path
 from .word_vectors import WordVectorSource, cached_class_vectors
 
 __all__ = [
@@ -187,7 +188,7 @@ def grounding_similarity(
     return build_similarity(
         target_names,
         aux_names,
-        WordVectorSource(g.WORD_VECTORS, g.WORD_VECTORS_FORMAT, cache_dir),
+        WordVectorSource(resolve_data_path(g.WORD_VECTORS), g.WORD_VECTORS_FORMAT, cache_dir),
         normalization=normalization or g.SIMILARITY,
         temperature=g.SOFTMAX_TEMPERATURE,
         threshold=g.SOFTMAX_THRESHOLD,

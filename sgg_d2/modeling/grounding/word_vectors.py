@@ -55,7 +55,8 @@ def _require_file(path: str) -> None:
     """Raise ``FileNotFoundError`` (naming the config key) unless ``path`` is a file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS)"
+            f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS; a relative "
+            "path datasets/<rest> is also looked up as $SGG_DATASETS/<rest>)"
         )
 
 
