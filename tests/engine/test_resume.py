@@ -8,6 +8,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 
@@ -56,9 +57,9 @@ ARGS = [
 
 
 def start(world, out, *extra):
-    """Start ``train_net.py`` writing into ``out``; its console output goes to a file next to
-    ``out`` (a pipe nobody reads while the run goes on fills at 64 KiB and blocks the run)."""
-    console = open(f"{out}.console{len(extra)}.log", "w")  # closed in finish()
+    """Start ``train_net.py`` writing into ``out``; its console output goes to a temporary file
+    (a pipe nobody reads while the run goes on fills at 64 KiB and blocks the run)."""
+    console = tempfile.TemporaryFile("w+")  # read and closed by finish()
     proc = subprocess.Popen(
         [sys.executable, "train_net.py", *extra, *ARGS, "OUTPUT_DIR", str(out)],
         cwd=REPO,
@@ -72,9 +73,9 @@ def start(world, out, *extra):
 
 def finish(proc):
     proc.wait(timeout=600)
-    proc.console.close()
-    with open(proc.console.name) as f:
-        out = f.read()
+    with proc.console:
+        proc.console.seek(0)
+        out = proc.console.read()
     assert proc.returncode == 0, out[-5000:]
     return out
 
