@@ -15,6 +15,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ...data.builtin import default_datasets_root
+
 __all__ = [
     "VECTOR_FORMATS",
     "WordVectorSource",
@@ -56,7 +58,8 @@ def _require_file(path: str) -> None:
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"word-vector file not found: {path} (MODEL.SGG.GROUNDING.WORD_VECTORS; a relative "
-            "path datasets/<rest> is also looked up as $SGG_DATASETS/<rest>)"
+            "path datasets/<rest> is also looked up as $SGG_DATASETS/<rest>, "
+            f"$SGG_DATASETS = {default_datasets_root()!r})"
         )
 
 
