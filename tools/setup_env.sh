@@ -17,6 +17,7 @@
 #     built yourself and see through VENV_ARGS=--system-site-packages).
 #
 # Environment: VENV (default .venv), PYTHON (default python3), TORCH_SPEC, VISION_SPEC,
+# SETUP_MIN_FREE_GB (default 7: free disk needed before torch is installed),
 # D2_SOURCE, VENV_ARGS (e.g. --system-site-packages to see a Detectron2 built outside).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +58,13 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 if "$PY" -c "import torch, torchvision" 2>/dev/null; then
   say "keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
 else
-  say "installing $TORCH_SPEC $VISION_SPEC (large on first run)"
+  # torch's wheel set takes about 6 GB in the venv: say so before pip runs out of disk
+  free_gb=$(df -Pk "$VENV" | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "$free_gb" -lt "${SETUP_MIN_FREE_GB:-7}" ]; then
+    fail "only ${free_gb} GB free on the disk of $VENV; installing $TORCH_SPEC $VISION_SPEC \
+needs about 6 GB and this check asks for ${SETUP_MIN_FREE_GB:-7} (free some space, or set SETUP_MIN_FREE_GB=0 to try anyway)"
+  fi
+  say "installing $TORCH_SPEC $VISION_SPEC (about 6 GB on first run; ${free_gb} GB free)"
   "${PIP[@]}" install -q "$TORCH_SPEC" "$VISION_SPEC" || fail "torch/torchvision install"
 fi
 
