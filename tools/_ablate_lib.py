@@ -24,6 +24,7 @@ if REPO not in sys.path:
 # Metrics kept in the main table (the subset metrics "...[name]" are added when present).
 MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50"]
 HEADLINE_METRICS = ["R@50", "mR@50"]
+MODES = ("predcls", "sgcls", "sgdet")
 # A comma followed by "KEY.PATH=" starts the next override; other commas belong to values.
 _NEXT_OVERRIDE = re.compile(r",(?=\s*[A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)+\s*=)")
 
@@ -41,7 +42,7 @@ class Variant:
         return f"Variant({self.name!r}, {self.base!r}, {self.overrides!r})"
 
 
-def parse_variant(text: str) -> Variant:
+def parse_variant(text: str, flag: str = "--variant") -> Variant:
     """``NAME=BASE:KEY=VALUE,KEY=VALUE`` -> :class:`Variant`.
 
     Example: ``linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False``. A value may
@@ -51,20 +52,20 @@ def parse_variant(text: str) -> Variant:
     Raises:
         ValueError: the text does not have that form (quotes it).
     """
-    form = "expected NAME=BASEMODEL:KEY=VALUE[,KEY=VALUE...]"
+    form = f"expected NAME={'MODE' if flag == '--modes' else 'BASEMODEL'}:KEY=VALUE[,KEY=VALUE...]"
     head, sep, tail = text.partition(":")
     name, eq, base = head.partition("=")
     name, base = name.strip(), base.strip()
     if not (sep and eq and name and base and tail.strip()):
-        raise ValueError(f"--variant {text!r}: {form}")
+        raise ValueError(f"{flag} {text!r}: {form}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"--variant {text!r}: name {name!r} may hold only [A-Za-z0-9_.-]")
+        raise ValueError(f"{flag} {text!r}: name {name!r} may hold only [A-Za-z0-9_.-]")
     overrides = []
     for item in _NEXT_OVERRIDE.split(tail):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", key) or not value:
-            raise ValueError(f"--variant {text!r}: bad override {item!r}; {form}")
+            raise ValueError(f"{flag} {text!r}: bad override {item!r}; {form}")
         overrides.append((key, value))
     return Variant(name, base, overrides)
 

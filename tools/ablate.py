@@ -21,8 +21,12 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
 2. each model ``M`` (config ``configs/synthetic/M_R18_FPN_sgcls.yaml`` +
    ``configs/<world>/world.yaml`` + variant overrides) once per seed (Detectron2's
    ``SEED`` = 1..N) in SGCls training, config written to ``OUT/runs/M/seed<S>/config.yaml``;
-3. ``--eval-only MODEL.SGG.MODE <mode>`` on ``<world>_test`` for each mode; the metrics
-   are read from the evaluator's ``inference/<world>_test/scene_graph_metrics.json``.
+3. ``--eval-only MODEL.SGG.MODE <mode>`` on ``<world>_test`` for each mode, in
+   ``OUT/runs/M/seed<S>/eval_<mode>``; the metrics are read from the evaluator's
+   ``inference/<world>_test/scene_graph_metrics.json``. A ``--modes`` entry
+   ``NAME=MODE:KEY=VALUE,...`` is an evaluation variant: the same trained run evaluated
+   in MODE with evaluation-only overrides, in ``eval_NAME`` (e.g. both SGDet protocols:
+   ``--modes sgdet sgdet_overlap=sgdet:TEST.SGG.SGDET_OVERLAP_ONLY=True``).
 
 Results: ``OUT/ablation.json`` (every run, every metric, times, commands) and printed
 tables. Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over
@@ -60,7 +64,10 @@ def parse_args(argv=None):
         "--modes",
         nargs="+",
         default=["predcls", "sgcls", "sgdet"],
-        choices=["predcls", "sgcls", "sgdet"],
+        metavar="MODE",
+        help="predcls, sgcls, sgdet, or an evaluation variant NAME=MODE:KEY=VALUE,... "
+        "(evaluation-only overrides of the same trained run, e.g. "
+        "sgdet_overlap=sgdet:TEST.SGG.SGDET_OVERLAP_ONLY=True)",
     )
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (SEED = 1..N)")
     p.add_argument("--out", required=True, help="study folder (reused to resume)")
@@ -134,6 +141,14 @@ class Study:
             self.variants.setdefault(name, lib.Variant(name, name))
         for v in self.variants.values():
             lib.leaf_config(v.base)  # fail now, listing the known models
+        # A --modes entry: a mode, or an evaluation variant NAME=MODE:KEY=VALUE,...
+        self.eval_modes = {}
+        for text in args.modes:
+            ev = lib.parse_variant(text, "--modes") if "=" in text else lib.Variant(text, text)
+            if ev.base not in lib.MODES:
+                raise ValueError(f"--modes {text!r}: mode {ev.base!r} is not one of {lib.MODES}")
+            self.eval_modes[ev.name] = ev
+        args.modes = list(self.eval_modes)
         self.pairs = []
         for pair in args.compare:
             a, sep, b = pair.partition(":")
@@ -280,11 +295,12 @@ class Study:
                 "MODEL.WEIGHTS",
                 weights,
                 "MODEL.SGG.MODE",
-                mode,
+                self.eval_modes[mode].base,
                 "DATASETS.TEST",
                 f'["{self.test_set}"]',  # a list: readable once shell-quoted
                 "OUTPUT_DIR",
                 eval_dir,
+                *self.eval_modes[mode].opts(),
             ]
             key = f"eval_{mode}"
             if not os.path.isfile(metrics_path):

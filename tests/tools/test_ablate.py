@@ -175,3 +175,25 @@ def test_eta_counts_only_runs_left_to_train(capsys):
     first, last = capsys.readouterr().out.splitlines()
     assert first == "[1/6] motifs seed 1: 10m00s, predcls mR@50 12.50, ETA 5m00s"
     assert last == "[6/6] motifs seed 1: 10m00s, predcls mR@50 12.50"
+
+
+def test_evaluation_variant_reuses_the_run_with_eval_only_overrides(tmp_path, capsys):
+    """``--modes sgdet o=sgdet:KEY=V``: one training, two evaluations of it in SGDet, the
+    second with the override and its own folder; a bad mode is named."""
+    argv = ["--models", "motifs", "--modes", "sgdet", "o=sgdet:TEST.SGG.SGDET_OVERLAP_ONLY=True"]
+    argv += ["--seeds", "1", "--out", str(tmp_path), "--dry-run"]
+    assert ablate.main(argv) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if "--eval-only" in x]
+    assert len(lines) == 2
+    plain, overlap = lines
+    assert "MODEL.SGG.MODE sgdet" in plain and "OVERLAP_ONLY" not in plain
+    assert plain.split("OUTPUT_DIR ")[1].endswith("/runs/motifs/seed1/eval_sgdet")
+    assert "MODEL.SGG.MODE sgdet" in overlap
+    assert overlap.endswith("/runs/motifs/seed1/eval_o TEST.SGG.SGDET_OVERLAP_ONLY True")
+    for bad, match in [
+        ("o=sgdett:TEST.SGG.SGDET_OVERLAP_ONLY=True", "mode 'sgdett' is not one of"),
+        ("sgdett", "mode 'sgdett' is not one of"),
+        ("o=sgdet:", r"--modes 'o=sgdet:': expected NAME=MODE:KEY=VALUE"),
+    ]:
+        with pytest.raises(SystemExit, match=match):
+            ablate.main(["--models", "motifs", "--modes", bad, "--out", str(tmp_path)])
