@@ -140,12 +140,18 @@ def metrics_file(eval_dir: str, dataset: str) -> str:
 
 
 def read_metrics(path: str) -> Dict[str, float]:
-    """The ``metrics`` of a ``scene_graph_metrics.json`` (percent)."""
+    """The ``metrics`` of a ``scene_graph_metrics.json`` (percent), plus each predicate's
+    recall from its ``per_predicate`` entry as ``R@K(<predicate>)`` (e.g. ``R@50(on)``)."""
     with open(path) as f:
         summary = json.load(f)
     if "metrics" not in summary:
         raise ValueError(f"{path}: no 'metrics' key (keys: {sorted(summary)})")
-    return {k: float(v) for k, v in summary["metrics"].items()}
+    metrics = {k: float(v) for k, v in summary["metrics"].items()}
+    for predicate, values in summary.get("per_predicate", {}).items():
+        for key in ("R@20", "R@50", "R@100"):
+            if key in values:
+                metrics[f"{key}({predicate})"] = float(values[key])
+    return metrics
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:

@@ -29,7 +29,7 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
    ``--modes sgdet sgdet_overlap=sgdet:TEST.SGG.SGDET_OVERLAP_ONLY=True``).
 
 Results: ``OUT/ablation.json`` (every run, every metric, times, commands) and printed
-tables. Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over
+tables; ``--per-predicate`` also compares each predicate's ``R@50(<predicate>)``. Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over
 seeds is > 0 and > 2 x its standard error (std of the differences / sqrt(n)).
 """
 
@@ -84,6 +84,12 @@ def parse_args(argv=None):
         nargs="+",
         help="metrics compared (default: R@50, mR@50 and the "
         "subset R@50[...] / mR@50[...] found)",
+    )
+    p.add_argument(
+        "--per-predicate",
+        action="store_true",
+        help="also compare each predicate's R@50, R@50(<predicate>), from the "
+        "evaluator's per_predicate entry",
     )
     p.add_argument(
         "--relation-iters",
@@ -398,6 +404,16 @@ def main(argv=None):
         if any(m in e["metrics"] for r in runs for e in r["evals"].values())
     ]
     compared = args.metrics or lib.HEADLINE_METRICS + subset
+    if args.per_predicate:
+        compared = compared + sorted(
+            {
+                k
+                for r in runs
+                for e in r["evals"].values()
+                for k in e["metrics"]
+                if k.startswith("R@50(") and k not in compared
+            }
+        )
     summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
     wall = time.time() - study.started  # this invocation only (a resumed study: less)

@@ -197,3 +197,36 @@ def test_evaluation_variant_reuses_the_run_with_eval_only_overrides(tmp_path, ca
     ]:
         with pytest.raises(SystemExit, match=match):
             ablate.main(["--models", "motifs", "--modes", bad, "--out", str(tmp_path)])
+
+
+def test_per_predicate_recall_is_read_and_compared(tmp_path, capsys):
+    """``per_predicate`` recalls become ``R@50(<predicate>)`` metrics; ``--per-predicate``
+    compares them (by hand: on, b - a = 4, 6, 5 -> holds; near, -1, 1, 0 -> not shown)."""
+    out = tmp_path / "study"
+    (out / "detector").mkdir(parents=True)
+    (out / "detector" / "model_final.pth").write_bytes(b"")
+    for seed, (on_a, on_b, near_a, near_b) in enumerate(
+        [(50, 54, 20, 19), (50, 56, 20, 21), (50, 55, 20, 20)], start=1
+    ):
+        for model, on, near in (("frequency", on_a, near_a), ("motifs", on_b, near_b)):
+            _finished_run(out, model, seed, {"R@50": 40.0, "mR@50": 10.0})
+            path = Path(
+                lib.metrics_file(
+                    str(out / "runs" / model / f"seed{seed}" / "eval_predcls"), "synthetic_test"
+                )
+            )
+            data = json.loads(path.read_text())
+            data["per_predicate"] = {
+                "on": {"R@50": on, "R@100": on + 1, "num_gt": 9},
+                "near": {"R@50": near, "num_gt": 3},
+            }
+            path.write_text(json.dumps(data))
+    assert lib.read_metrics(str(path))["R@100(on)"] == 56.0
+    argv = ["--models", "frequency", "motifs", "--modes", "predcls", "--seeds", "3"]
+    argv += ["--out", str(out), "--compare", "motifs:frequency", "--per-predicate"]
+    assert ablate.main(argv) == 0
+    rows = {r["metric"]: r for r in json.loads((out / "ablation.json").read_text())["comparisons"]}
+    assert set(rows) == {"R@50", "mR@50", "R@50(near)", "R@50(on)"}
+    assert rows["R@50(on)"]["mean"] == 5.0 and rows["R@50(on)"]["verdict"] == "holds"
+    assert rows["R@50(near)"]["mean"] == 0.0 and rows["R@50(near)"]["verdict"] == "not shown"
+    assert "R@50(on)" in capsys.readouterr().out
