@@ -29,8 +29,9 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
    ``--modes sgdet sgdet_overlap=sgdet:TEST.SGG.SGDET_OVERLAP_ONLY=True``).
 
 Results: ``OUT/ablation.json`` (every run, every metric, times, commands) and printed
-tables; ``--per-predicate`` also compares each predicate's ``R@50(<predicate>)``. Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over
-seeds is > 0 and > 2 x its standard error (std of the differences / sqrt(n)).
+tables; ``--per-predicate`` also compares each predicate's ``R@50(<predicate>)``.
+Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over seeds is
+> 0 and > 2 x its standard error (std of the differences / sqrt(n)).
 """
 
 import argparse
