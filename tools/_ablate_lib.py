@@ -42,17 +42,20 @@ class Variant:
         return f"Variant({self.name!r}, {self.base!r}, {self.overrides!r})"
 
 
-def parse_variant(text: str, flag: str = "--variant") -> Variant:
+def parse_variant(text: str, flag: str = "--variant", base_label: str = "BASEMODEL") -> Variant:
     """``NAME=BASE:KEY=VALUE,KEY=VALUE`` -> :class:`Variant`.
 
     Example: ``linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False``. A value may
     hold commas (``SOLVER.STEPS=(100,200)``): only a comma followed by an upper-case
     dotted key and ``=`` separates overrides.
 
+    ``flag`` and ``base_label`` name the option and what stands before the colon in errors
+    (``--modes`` entries use the same form with a mode as the base).
+
     Raises:
         ValueError: the text does not have that form (quotes it).
     """
-    form = f"expected NAME={'MODE' if flag == '--modes' else 'BASEMODEL'}:KEY=VALUE[,KEY=VALUE...]"
+    form = f"expected NAME={base_label}:KEY=VALUE[,KEY=VALUE...]"
     head, sep, tail = text.partition(":")
     name, eq, base = head.partition("=")
     name, base = name.strip(), base.strip()
@@ -152,6 +155,11 @@ def read_metrics(path: str) -> Dict[str, float]:
             if key in values:
                 metrics[f"{key}({predicate})"] = float(values[key])
     return metrics
+
+
+def metric_names(runs: Sequence[dict]) -> set:
+    """Every metric name that some evaluation of ``runs`` reported."""
+    return {k for r in runs for e in r["evals"].values() for k in e["metrics"]}
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, float, int]:

@@ -151,7 +151,11 @@ class Study:
         # A --modes entry: a mode, or an evaluation variant NAME=MODE:KEY=VALUE,...
         self.eval_modes = {}
         for text in args.modes:
-            ev = lib.parse_variant(text, "--modes") if "=" in text else lib.Variant(text, text)
+            ev = (
+                lib.parse_variant(text, "--modes", "MODE")
+                if "=" in text
+                else lib.Variant(text, text)
+            )
             if ev.base not in lib.MODES:
                 raise ValueError(f"--modes {text!r}: mode {ev.base!r} is not one of {lib.MODES}")
             self.eval_modes[ev.name] = ev
@@ -390,30 +394,13 @@ def main(argv=None):
     if args.dry_run:
         return 0
     runs.sort(key=lambda r: (args.models.index(r["model"]), r["seed"]))
-    subset = sorted(
-        {
-            k
-            for r in runs
-            for e in r["evals"].values()
-            for k in e["metrics"]
-            if "[" in k and k.split("[")[0] in ("R@50", "mR@50")
-        }
-    )
-    main_metrics = [
-        m
-        for m in lib.MAIN_METRICS
-        if any(m in e["metrics"] for r in runs for e in r["evals"].values())
-    ]
+    names = lib.metric_names(runs)
+    subset = sorted(k for k in names if "[" in k and k.split("[")[0] in ("R@50", "mR@50"))
+    main_metrics = [m for m in lib.MAIN_METRICS if m in names]
     compared = args.metrics or lib.HEADLINE_METRICS + subset
     if args.per_predicate:
         compared = compared + sorted(
-            {
-                k
-                for r in runs
-                for e in r["evals"].values()
-                for k in e["metrics"]
-                if k.startswith("R@50(") and k not in compared
-            }
+            k for k in names if k.startswith("R@50(") and k not in compared
         )
     summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
