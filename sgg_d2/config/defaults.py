@@ -175,6 +175,9 @@ def add_sgg_config(cfg: CN) -> CN:
 
     # Flipping turns "left of" into "right of": off unless a config turns it on.
     cfg.INPUT.RANDOM_FLIP = "none"
+    # Train-time quarter turns (0/90/180/270 degrees, uniform), for detector training on
+    # orientation-free classes (the synthetic worlds' shapes); off for relation models.
+    cfg.INPUT.RANDOM_ROTATE_90 = False
 
     # Auxiliary mask dataset(s) (COCO format) mixed into training batches: the joint
     # detector (JointRCNN) and the relation stage's mask refinement. () = none.

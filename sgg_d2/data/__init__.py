@@ -8,7 +8,11 @@ registered by :mod:`sgg_d2.data.builtin` (imported by ``sgg_d2``). Formats and l
 """
 
 from ._checks import DatasetFormatError
-from .dataset_mapper import SceneGraphDatasetMapper, filter_duplicate_relations
+from .dataset_mapper import (
+    SceneGraphDatasetMapper,
+    build_augmentations,
+    filter_duplicate_relations,
+)
 from .openimages import load_openimages, register_openimages
 from .scene_graph_json import load_scene_graph_json, register_scene_graph_json
 from .statistics import (
@@ -24,6 +28,7 @@ from .vrd import load_vrd, register_vrd
 __all__ = [
     "DatasetFormatError",
     "SceneGraphDatasetMapper",
+    "build_augmentations",
     "compute_statistics",
     "compute_zero_shot_triplets",
     "dataset_fingerprint",

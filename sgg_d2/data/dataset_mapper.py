@@ -10,9 +10,24 @@ from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
-__all__ = ["SceneGraphDatasetMapper", "filter_duplicate_relations"]
+__all__ = ["SceneGraphDatasetMapper", "build_augmentations", "filter_duplicate_relations"]
 
 logger = logging.getLogger(__name__)
+
+
+def build_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
+    """Detectron2's ``build_augmentation`` (resize, ``INPUT.RANDOM_FLIP``) plus, at train
+    time when ``INPUT.RANDOM_ROTATE_90`` is True, a rotation by 0, 90, 180 or 270 degrees
+    chosen uniformly (``T.RandomRotation`` with ``expand=True``: boxes stay tight).
+
+    With ``INPUT.RANDOM_FLIP "horizontal"`` the two give all eight flips and quarter turns
+    of the image. Both are for detector training on worlds whose classes do not depend on
+    orientation: they turn "above" into "left of", so relation configs leave them off.
+    """
+    augmentations = utils.build_augmentation(cfg, is_train)
+    if is_train and cfg.INPUT.RANDOM_ROTATE_90:
+        augmentations.append(T.RandomRotation([0, 90, 180, 270], sample_style="choice"))
+    return augmentations
 
 
 def filter_duplicate_relations(relations: np.ndarray, rng=np.random) -> np.ndarray:
@@ -48,10 +63,10 @@ class SceneGraphDatasetMapper:
       (subject, object) pair is kept at random; at test time the ground truth is
       untouched.
 
-    Augmentations come from ``detectron2.data.detection_utils.build_augmentation``:
-    ``ResizeShortestEdge`` from ``INPUT.MIN_SIZE_*``/``MAX_SIZE_*`` and, at train time
-    only, a flip when ``INPUT.RANDOM_FLIP != "none"`` (sgg_d2's default is ``"none"``
-    because flipping turns "left of" into "right of").
+    Augmentations come from :func:`build_augmentations`: ``ResizeShortestEdge`` from
+    ``INPUT.MIN_SIZE_*``/``MAX_SIZE_*`` and, at train time only, a flip when
+    ``INPUT.RANDOM_FLIP != "none"`` and quarter turns when ``INPUT.RANDOM_ROTATE_90``
+    (sgg_d2's defaults are off because flipping turns "left of" into "right of").
 
     Masks use ``INPUT.MASK_FORMAT``; an image whose masks are RLE is switched to
     ``"bitmask"`` (polygon masks cannot hold RLE).
@@ -91,7 +106,7 @@ class SceneGraphDatasetMapper:
     def from_config(cls, cfg, is_train: bool = True) -> Dict[str, Any]:
         return {
             "is_train": is_train,
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": build_augmentations(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "mask_format": cfg.INPUT.MASK_FORMAT,
             "filter_duplicate_relations": cfg.DATASETS.SGG.FILTER_DUPLICATE_RELATIONS,

@@ -195,11 +195,12 @@ def build_aux_mapper(cfg, is_train: bool) -> SourceTaggedMapper:
     instance masks (``INPUT.MASK_FORMAT``). At test time the annotations are kept (PredCls
     and SGCls need the GT boxes) and the test-time resize is used."""
     from detectron2.data import DatasetMapper
-    from detectron2.data import detection_utils as utils
+
+    from .dataset_mapper import build_augmentations
 
     mapper = DatasetMapper(
         is_train=True,  # keeps the annotations; the augmentations below decide the rest
-        augmentations=utils.build_augmentation(cfg, is_train),
+        augmentations=build_augmentations(cfg, is_train),
         image_format=cfg.INPUT.FORMAT,
         use_instance_mask=True,
         instance_mask_format=cfg.INPUT.MASK_FORMAT,

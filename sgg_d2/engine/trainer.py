@@ -18,7 +18,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data import SceneGraphDatasetMapper
+from ..data import SceneGraphDatasetMapper, build_augmentations
 from ..data.joint_loader import (
     TARGET,
     SourceTaggedMapper,
@@ -167,12 +167,12 @@ class SceneGraphTrainer(DefaultTrainer):
 
     @classmethod
     def _build_batches(cls, cfg):
-        sgg = is_scene_graph_model(cfg)
-        target_mapper = SceneGraphDatasetMapper(cfg, True) if sgg else DatasetMapper(cfg, True)
+        if is_scene_graph_model(cfg):
+            target_mapper = SceneGraphDatasetMapper(cfg, True)
+        else:  # Detectron2's mapper with sgg_d2's augmentations (INPUT.RANDOM_ROTATE_90)
+            target_mapper = DatasetMapper(cfg, True, augmentations=build_augmentations(cfg, True))
         if uses_aux_images(cfg):
             return build_joint_train_loader(cfg, target_mapper, build_aux_mapper(cfg, True))
-        if not sgg:
-            return super().build_train_loader(cfg)
         return build_detection_train_loader(cfg, mapper=target_mapper)
 
     @classmethod

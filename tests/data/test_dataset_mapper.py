@@ -13,7 +13,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from sgg_d2.config import add_sgg_config
-from sgg_d2.data import SceneGraphDatasetMapper, filter_duplicate_relations
+from sgg_d2.data import SceneGraphDatasetMapper, build_augmentations, filter_duplicate_relations
 
 RELATIONS = np.array([[0, 1, 0], [0, 1, 1], [1, 0, 2], [0, 1, 2]], dtype=np.int64)
 
@@ -70,6 +70,36 @@ def test_flip_only_when_configured():
     assert any(isinstance(a, T.RandomFlip) for a in mapper.augmentations.augs)
     mapper = SceneGraphDatasetMapper(make_cfg(RANDOM_FLIP="horizontal"), is_train=False)
     assert not any(isinstance(a, T.RandomFlip) for a in mapper.augmentations.augs)
+
+
+def test_quarter_turns_move_boxes_with_the_pixels(record, tmp_path):
+    """INPUT.RANDOM_ROTATE_90: every quarter turn appears, images keep their pixels (the
+    frame of the turned image is expanded, not cropped) and each box still bounds its
+    object's pixels; off at test time and by default."""
+    pixels = np.zeros((10, 20, 3), dtype=np.uint8)
+    pixels[1:5, 2:12] = 255  # exactly annotation 0's box, [2, 1, 12, 5] XYXY
+    Image.fromarray(pixels).save(tmp_path / "obj.png")
+    record = dict(record, file_name=str(tmp_path / "obj.png"))
+    record["annotations"] = [dict(record["annotations"][0], bbox=[2.0, 1.0, 12.0, 5.0])]
+    record["relations"] = np.zeros((0, 3), dtype=np.int64)
+    assert not make_cfg().INPUT.RANDOM_ROTATE_90
+    assert not any(isinstance(a, T.RandomRotation) for a in build_augmentations(make_cfg(), True))
+    cfg = make_cfg(RANDOM_ROTATE_90=True)
+    assert not any(isinstance(a, T.RandomRotation) for a in build_augmentations(cfg, False))
+    mapper = SceneGraphDatasetMapper(cfg, is_train=True)
+    np.random.seed(0)
+    seen = set()
+    for _ in range(40):
+        out = mapper(record)
+        image = out["image"][0].numpy()
+        assert sorted(image.shape) == [40, 80]
+        ys, xs = np.nonzero(image > 127)  # the white object, after resize x4 and the turn
+        box = out["instances"].gt_boxes.tensor[0].numpy()
+        np.testing.assert_allclose(box, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1.5)
+        # the object is wider than tall, like the image: a quarter turn turns both
+        assert (image.shape[0] > image.shape[1]) == (box[3] - box[1] > box[2] - box[0])
+        seen.add((image.shape, tuple(np.round(box))))
+    assert len(seen) == 4  # 0, 90, 180 and 270 degrees
 
 
 def test_duplicates_filtered_at_train_only(record):
