@@ -9,6 +9,7 @@ registered by :mod:`sgg_d2.data.builtin` (imported by ``sgg_d2``). Formats and l
 
 from ._checks import DatasetFormatError
 from .dataset_mapper import (
+    AugmentedShapeMapper,
     SceneGraphDatasetMapper,
     build_augmentations,
     filter_duplicate_relations,
@@ -26,6 +27,7 @@ from .visual_genome import load_visual_genome, register_visual_genome
 from .vrd import load_vrd, register_vrd
 
 __all__ = [
+    "AugmentedShapeMapper",
     "DatasetFormatError",
     "SceneGraphDatasetMapper",
     "build_augmentations",

@@ -18,7 +18,7 @@ from detectron2.evaluation import COCOEvaluator
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..data import SceneGraphDatasetMapper, build_augmentations
+from ..data import AugmentedShapeMapper, SceneGraphDatasetMapper, build_augmentations
 from ..data.joint_loader import (
     TARGET,
     SourceTaggedMapper,
@@ -171,6 +171,8 @@ class SceneGraphTrainer(DefaultTrainer):
             target_mapper = SceneGraphDatasetMapper(cfg, True)
         else:  # Detectron2's mapper with sgg_d2's augmentations (INPUT.RANDOM_ROTATE_90)
             target_mapper = DatasetMapper(cfg, True, augmentations=build_augmentations(cfg, True))
+        if cfg.INPUT.RANDOM_ROTATE_90:  # batch turned images with their new orientation
+            target_mapper = AugmentedShapeMapper(target_mapper)
         if uses_aux_images(cfg):
             return build_joint_train_loader(cfg, target_mapper, build_aux_mapper(cfg, True))
         return build_detection_train_loader(cfg, mapper=target_mapper)

@@ -13,7 +13,12 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from sgg_d2.config import add_sgg_config
-from sgg_d2.data import SceneGraphDatasetMapper, build_augmentations, filter_duplicate_relations
+from sgg_d2.data import (
+    AugmentedShapeMapper,
+    SceneGraphDatasetMapper,
+    build_augmentations,
+    filter_duplicate_relations,
+)
 
 RELATIONS = np.array([[0, 1, 0], [0, 1, 1], [1, 0, 2], [0, 1, 2]], dtype=np.int64)
 
@@ -100,6 +105,20 @@ def test_quarter_turns_move_boxes_with_the_pixels(record, tmp_path):
         assert (image.shape[0] > image.shape[1]) == (box[3] - box[1] > box[2] - box[0])
         seen.add((image.shape, tuple(np.round(box))))
     assert len(seen) == 4  # 0, 90, 180 and 270 degrees
+
+
+def test_augmented_shape_mapper_reports_the_turned_size(record):
+    """Aspect-ratio grouping reads height/width: after a quarter turn they must be the
+    turned image's, else portrait and landscape images share a padded batch."""
+    mapper = AugmentedShapeMapper(SceneGraphDatasetMapper(make_cfg(RANDOM_ROTATE_90=True), True))
+    np.random.seed(1)
+    shapes = set()
+    for _ in range(12):
+        out = mapper(record)
+        assert (out["height"], out["width"]) == tuple(out["image"].shape[1:])
+        shapes.add((out["height"], out["width"]))
+    assert shapes == {(40, 80), (80, 40)}
+    assert (record["height"], record["width"]) == (10, 20)  # the dataset dict is untouched
 
 
 def test_duplicates_filtered_at_train_only(record):
