@@ -15,7 +15,7 @@ OUT=${DEMO_OUTPUT:-output/demo}
 DATA=${SGG_DATASETS:-datasets}
 SEED=${SEED:-0}
 # MOTIFS iterations (the config's 1500 do not fit the 10-minute budget; LR step at 80%)
-REL_ITERS=${REL_ITERS:-800}
+REL_ITERS=${REL_ITERS:-700}
 export SGG_DATASETS=$DATA
 DET_CFG=configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
 REL_CFG=configs/synthetic/motifs_R18_FPN_sgcls.yaml
