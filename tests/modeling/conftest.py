@@ -1,7 +1,9 @@
 """Tiny relation models on random images (CPU, small widths)."""
 
+import atexit
 import dataclasses
-from pathlib import Path
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -55,9 +57,16 @@ if TINY_TRAIN not in DatasetCatalog.list():
     )
 
 
+_OUTPUT_DIRS = []  # one fresh folder per config, all removed when the test process exits
+atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _OUTPUT_DIRS])
+
+
 def tiny_cfg(context="MotifsContext", mode="sgcls", use_bias=True, output_dir=None):
     cfg = tiny_relation_cfg(NUM_CLASSES, NUM_PREDICATES, (TINY_TRAIN,), context, mode, use_bias)
-    cfg.OUTPUT_DIR = str(output_dir or Path(__import__("tempfile").mkdtemp(prefix="sgg_tiny_")))
+    if output_dir is None:
+        output_dir = tempfile.mkdtemp(prefix="sgg_tiny_")
+        _OUTPUT_DIRS.append(output_dir)
+    cfg.OUTPUT_DIR = str(output_dir)
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
     cfg.TEST.DETECTIONS_PER_IMAGE = 20
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
