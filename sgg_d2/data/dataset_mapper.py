@@ -39,9 +39,9 @@ class AugmentedShapeMapper:
     """A train-time mapper whose output ``height``/``width`` are those of the augmented
     image, so that Detectron2's aspect-ratio grouping (which reads them) batches landscape
     with landscape after a quarter turn. Without it a turned 200 x 160 image lands in a
-    batch of 160 x 200 ones and the batch is padded to 200 x 200 (about 12% slower
-    training on the synthetic world). Only for training: at test time ``height``/``width``
-    are the size predictions are rescaled to.
+    batch of 160 x 200 ones and the batch is padded square (demo detector: 0.288 instead of
+    0.229 s per training step on 2 CPU cores). Only for training: at test time
+    ``height``/``width`` are the size predictions are rescaled to.
     """
 
     def __init__(self, mapper):
