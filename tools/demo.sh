@@ -39,11 +39,20 @@ else
     SOLVER.MAX_ITER "$REL_ITERS" SOLVER.STEPS "($(( REL_ITERS * 4 / 5 )),)"
 fi
 
+# The three evaluations are independent: run side by side (one thread each), report in order.
+step "evaluation on synthetic_test: predcls, sgcls, sgdet (side by side)"
+pids=()
 for mode in predcls sgcls sgdet; do
-  step "evaluation on synthetic_test: $mode"
-  $PY train_net.py --config-file "$REL_CFG" --eval-only OUTPUT_DIR "$OUT/eval_$mode" \
+  mkdir -p "$OUT/eval_$mode"
+  OMP_NUM_THREADS=1 $PY train_net.py --config-file "$REL_CFG" --eval-only OUTPUT_DIR "$OUT/eval_$mode" \
     MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE "$mode" \
-    DATASETS.TEST '("synthetic_test",)' 2>&1 | grep -E "copypaste|R@|mR@|zsR@" || true
+    DATASETS.TEST '("synthetic_test",)' > "$OUT/eval_$mode/eval.log" 2>&1 &
+  pids+=($!)
+done
+for i in 0 1 2; do
+  mode=$(echo predcls sgcls sgdet | cut -d' ' -f$((i + 1)))
+  wait "${pids[$i]}" || { echo "evaluation ($mode) failed: see $OUT/eval_$mode/eval.log" >&2; exit 1; }
+  echo "[$mode]"; grep -E "copypaste" "$OUT/eval_$mode/eval.log" || true
 done
 
 step "demo pictures (SGDet, PredCls) -> $OUT/pictures/{sgdet,predcls}"
@@ -67,8 +76,18 @@ for im in images:
 with open(os.path.join(os.path.dirname(dst), "demo_boxes.json"), "w") as f:
     json.dump(boxes, f, indent=1)
 PYEOF
-$PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" --output "$OUT/pictures/sgdet" \
-  MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE sgdet
-$PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" --output "$OUT/pictures/predcls" \
-  --boxes "$OUT/demo_boxes.json" MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE predcls
+# The two picture runs side by side too (one thread each); their logs are printed after.
+mkdir -p "$OUT/pictures"
+OMP_NUM_THREADS=1 $PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" \
+  --output "$OUT/pictures/sgdet" MODEL.WEIGHTS "$OUT/motifs/model_final.pth" \
+  MODEL.SGG.MODE sgdet > "$OUT/pictures/sgdet.log" 2>&1 &
+sgdet_pid=$!
+OMP_NUM_THREADS=1 $PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" \
+  --output "$OUT/pictures/predcls" --boxes "$OUT/demo_boxes.json" \
+  MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE predcls > "$OUT/pictures/predcls.log" 2>&1 || {
+  cat "$OUT/pictures/predcls.log" >&2; exit 1; }
+wait "$sgdet_pid" || { cat "$OUT/pictures/sgdet.log" >&2; exit 1; }
+for mode in sgdet predcls; do
+  echo "[$mode]"; grep -E " objects, [0-9]+ relations" "$OUT/pictures/$mode.log" || true
+done
 step "done: metrics in $OUT/eval_*/, pictures in $OUT/pictures/"
