@@ -39,21 +39,28 @@ else
     SOLVER.MAX_ITER "$REL_ITERS" SOLVER.STEPS "($(( REL_ITERS * 4 / 5 )),)"
 fi
 
-# The three evaluations are independent: run side by side (one thread each), report in order.
+# Side-by-side runs (one thread each, output to a log): `background LOG CMD...` starts one;
+# `wait_all` waits for them, and if one failed prints its log, stops the others and exits.
+pids=(); logs=()
+background() { local log=$1; shift; OMP_NUM_THREADS=1 "$@" > "$log" 2>&1 & pids+=($!); logs+=("$log"); }
+wait_all() {
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" && continue
+    cat "${logs[$i]}" >&2; echo "failed (log: ${logs[$i]})" >&2
+    kill "${pids[@]}" 2>/dev/null || true; exit 1
+  done
+  pids=(); logs=()
+}
+
 step "evaluation on synthetic_test: predcls, sgcls, sgdet (side by side)"
-pids=()
 for mode in predcls sgcls sgdet; do
   mkdir -p "$OUT/eval_$mode"
-  OMP_NUM_THREADS=1 $PY train_net.py --config-file "$REL_CFG" --eval-only OUTPUT_DIR "$OUT/eval_$mode" \
-    MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE "$mode" \
-    DATASETS.TEST '("synthetic_test",)' > "$OUT/eval_$mode/eval.log" 2>&1 &
-  pids+=($!)
+  background "$OUT/eval_$mode/eval.log" $PY train_net.py --config-file "$REL_CFG" --eval-only \
+    OUTPUT_DIR "$OUT/eval_$mode" MODEL.WEIGHTS "$OUT/motifs/model_final.pth" \
+    MODEL.SGG.MODE "$mode" DATASETS.TEST '("synthetic_test",)'
 done
-for i in 0 1 2; do
-  mode=$(echo predcls sgcls sgdet | cut -d' ' -f$((i + 1)))
-  wait "${pids[$i]}" || { echo "evaluation ($mode) failed: see $OUT/eval_$mode/eval.log" >&2; exit 1; }
-  echo "[$mode]"; grep -E "copypaste" "$OUT/eval_$mode/eval.log" || true
-done
+wait_all
+for mode in predcls sgcls sgdet; do echo "[$mode]"; grep copypaste "$OUT/eval_$mode/eval.log" || true; done
 
 step "demo pictures (SGDet, PredCls) -> $OUT/pictures/{sgdet,predcls}"
 mkdir -p "$OUT/demo_inputs"
@@ -76,18 +83,16 @@ for im in images:
 with open(os.path.join(os.path.dirname(dst), "demo_boxes.json"), "w") as f:
     json.dump(boxes, f, indent=1)
 PYEOF
-# The two picture runs side by side too (one thread each); their logs are printed after.
 mkdir -p "$OUT/pictures"
-OMP_NUM_THREADS=1 $PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" \
-  --output "$OUT/pictures/sgdet" MODEL.WEIGHTS "$OUT/motifs/model_final.pth" \
-  MODEL.SGG.MODE sgdet > "$OUT/pictures/sgdet.log" 2>&1 &
-sgdet_pid=$!
-OMP_NUM_THREADS=1 $PY demo/demo.py --config-file "$REL_CFG" --input "$OUT/demo_inputs" \
-  --output "$OUT/pictures/predcls" --boxes "$OUT/demo_boxes.json" \
-  MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE predcls > "$OUT/pictures/predcls.log" 2>&1 || {
-  cat "$OUT/pictures/predcls.log" >&2; exit 1; }
-wait "$sgdet_pid" || { cat "$OUT/pictures/sgdet.log" >&2; exit 1; }
+background "$OUT/pictures/sgdet.log" $PY demo/demo.py --config-file "$REL_CFG" \
+  --input "$OUT/demo_inputs" --output "$OUT/pictures/sgdet" \
+  MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE sgdet
+background "$OUT/pictures/predcls.log" $PY demo/demo.py --config-file "$REL_CFG" \
+  --input "$OUT/demo_inputs" --output "$OUT/pictures/predcls" --boxes "$OUT/demo_boxes.json" \
+  MODEL.WEIGHTS "$OUT/motifs/model_final.pth" MODEL.SGG.MODE predcls
+wait_all
 for mode in sgdet predcls; do
-  echo "[$mode]"; grep -E " objects, [0-9]+ relations" "$OUT/pictures/$mode.log" || true
+  echo "[$mode]"  # the per-image lines, without the progress bar's carriage returns
+  tr '\r' '\n' < "$OUT/pictures/$mode.log" | grep -oE "[^ ].* objects, [0-9]+ relations.*" || true
 done
 step "done: metrics in $OUT/eval_*/, pictures in $OUT/pictures/"
