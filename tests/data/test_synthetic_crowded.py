@@ -329,3 +329,26 @@ def test_world_yaml_turns_a_synthetic_leaf_into_a_crowded_run(model):
     assert min(cfg.TEST.DETECTIONS_PER_IMAGE, cfg.MODEL.SGG.TRAIN_DETECTIONS_PER_IMAGE) >= 20
     assert cfg.MODEL.SGG.DETECTOR_WEIGHTS.startswith("output/synthetic_crowded/detector/")
     assert cfg.INPUT.MIN_SIZE_TEST == PRESET_CONFIGS["crowded"].image_size
+
+
+def test_crowded_configs_pin_one_backbone():
+    """The crowded detector, its joint detector and world.yaml (stage 2) each pin the
+    64-channel R18-FPN (Detectron2 allows one _BASE_, so the pin is written three times);
+    a change to one alone would make stage 2 unable to load the detector."""
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config
+
+    def backbone(*files):
+        cfg = get_cfg()
+        add_sgg_config(cfg)
+        for f in files:
+            cfg.merge_from_file(str(CONFIGS / f))
+        m = cfg.MODEL
+        return m.BACKBONE.NAME, m.RESNETS.RES2_OUT_CHANNELS, m.FPN.OUT_CHANNELS, m.RESNETS.NORM
+
+    pinned = ("build_resnet_fpn_backbone", 64, 64, "GN")
+    assert backbone("synthetic_crowded/faster_rcnn_R18_FPN_detector.yaml") == pinned
+    assert backbone("synthetic_crowded/mask_rcnn_R18_FPN_joint_detector.yaml") == pinned
+    assert backbone("synthetic/motifs_R18_FPN_sgcls.yaml", "synthetic_crowded/world.yaml") == pinned
+    assert backbone("synthetic/faster_rcnn_R18_FPN_detector.yaml") != pinned  # half width
