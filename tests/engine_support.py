@@ -26,6 +26,13 @@ CPU = ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BAT
 NARROW = ["MODEL.SGG.UNION_DIM", "32", "MODEL.SGG.CONTEXT_HIDDEN_DIM", "16"]
 
 
+def vg_files(root) -> tuple:
+    """The tiny world's VG150 files under ``root`` (``<datasets>/synthetic``), in the order
+    of ``register_visual_genome``'s h5, dicts, image-data and image-root arguments."""
+    names = ("VG-SGG-with-attri.h5", "VG-SGG-dicts-with-attri.json", "image_data.json", "images")
+    return tuple(str(root / n) for n in names)
+
+
 def schedule(max_iter: int, warmup: int) -> list:
     """A short constant-rate schedule: ``max_iter`` iterations, ``warmup`` of warm-up."""
     iters = ["SOLVER.MAX_ITER", str(max_iter), "SOLVER.WARMUP_ITERS", str(warmup)]

@@ -2,7 +2,7 @@
 sgg_d2's augmentations, and turned images batched by their turned orientation."""
 
 from detectron2.data import DatasetCatalog
-from engine_support import DETECTOR, REPO
+from engine_support import DETECTOR, REPO, vg_files
 
 from sgg_d2.data import register_visual_genome
 from sgg_d2.engine.launch import load_config
@@ -14,14 +14,7 @@ TRAIN = "tests_detector_loader_train"
 def test_turned_images_are_batched_by_their_new_orientation(world):
     root = world / "synthetic"
     if TRAIN not in DatasetCatalog.list():
-        register_visual_genome(
-            TRAIN,
-            *(str(root / f) for f in ("VG-SGG-with-attri.h5", "VG-SGG-dicts-with-attri.json")),
-            str(root / "image_data.json"),
-            str(root / "images"),
-            "train",
-            val_size=0,
-        )
+        register_visual_genome(TRAIN, *vg_files(root), "train", val_size=0)
     cfg = load_config(
         str(REPO / DETECTOR),
         ["DATASETS.TRAIN", f"('{TRAIN}',)", "DATALOADER.NUM_WORKERS", "0",

@@ -9,7 +9,7 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
-from engine_support import REPO
+from engine_support import REPO, vg_files
 
 from sgg_d2.data import register_visual_genome
 from sgg_d2.data.joint_loader import JointLoader
@@ -28,16 +28,7 @@ def synthetic(world):
     root = world / "synthetic"
     if SG_TRAIN not in DatasetCatalog.list():
         for name, split in ((SG_TRAIN, "train"), (SG_VAL, "val")):
-            register_visual_genome(
-                name,
-                str(root / "VG-SGG-with-attri.h5"),
-                str(root / "VG-SGG-dicts-with-attri.json"),
-                str(root / "image_data.json"),
-                str(root / "images"),
-                split,
-                val_size=2,
-                train_split=SG_TRAIN,
-            )
+            register_visual_genome(name, *vg_files(root), split, val_size=2, train_split=SG_TRAIN)
         masks = root / "coco_masks"
         for name, split in ((MASKS_TRAIN, "train"), (MASKS_VAL, "val")):
             json_file = str(masks / "annotations" / f"instances_{split}.json")
