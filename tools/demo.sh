@@ -7,44 +7,51 @@
 #  4. evaluation of that model on the test split in PredCls, SGCls and SGDet;
 #  5. demo pictures + JSON scene graphs for a few test images (SGDet, and PredCls on the
 #     images' GT boxes).
-# Trainings are seeded (SEED, default 0): two runs print the same figures. Checkpoints that
-# already exist are reused (FORCE=1 retrains). Output: output/demo/.
+# Trainings are seeded (SEED, default 0): two runs print the same figures. A finished run of
+# the same SEED and iterations is reused (FORCE=1 retrains; a retrained detector retrains
+# MOTIFS). Output: output/demo/ (DEMO_OUTPUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=${DEMO_OUTPUT:-output/demo}
 DATA=${SGG_DATASETS:-datasets}
 SEED=${SEED:-0}
-# MOTIFS iterations (the config's 1500 do not fit the 10-minute budget; LR step at 80%)
-REL_ITERS=${REL_ITERS:-700}
-# Detector iterations: the config's (1400) by default; more than the 10-minute budget holds
-# for a better detector (README "Demo detector"). LR step at 80%, as in the config.
-DET_ITERS=${DET_ITERS:-}
-det_iters=()
-if [ -n "$DET_ITERS" ]; then
-  det_iters=(SOLVER.MAX_ITER "$DET_ITERS" SOLVER.STEPS "($(( DET_ITERS * 4 / 5 )),)")
-fi
 export SGG_DATASETS=$DATA
 DET_CFG=configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
 REL_CFG=configs/synthetic/motifs_R18_FPN_sgcls.yaml
+# Detector iterations: the config's (1400) by default; more iterations than the 10-minute
+# budget holds give a better detector (README "Demo detector").
+DET_ITERS=${DET_ITERS:-$(awk '/^  MAX_ITER:/ {print $2}' "$DET_CFG")}
+[ -n "$DET_ITERS" ] || { echo "no SOLVER.MAX_ITER in $DET_CFG: set DET_ITERS" >&2; exit 1; }
+# MOTIFS iterations (the config's 1500 do not fit the 10-minute budget)
+REL_ITERS=${REL_ITERS:-700}
 start=$(date +%s)
 step() { printf '\n[demo %4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
+# `schedule N`: N iterations with the LR step at 80 %, as in the configs.
+schedule() { echo SOLVER.MAX_ITER "$1" SOLVER.STEPS "($(( $1 * 4 / 5 )),)"; }
+# `reusable DIR N`: DIR holds a finished run of this SEED and N iterations (FORCE=1: never).
+reusable() {
+  [ -z "${FORCE:-}" ] && [ -f "$1/model_final.pth" ] && [ -f "$1/config.yaml" ] || return 1
+  grep -qx "SEED: $SEED" "$1/config.yaml" && grep -qx "  MAX_ITER: $2" "$1/config.yaml" && return 0
+  echo "$1 holds a run of another SEED or iteration count: retraining"; return 1
+}
 
-step "stage 1: detector ($DET_CFG)"
-if [ -f "$OUT/detector/model_final.pth" ] && [ -z "${FORCE:-}" ]; then
+step "stage 1: detector ($DET_CFG, $DET_ITERS iterations)"
+det_trained=
+if reusable "$OUT/detector" "$DET_ITERS"; then
   echo "reusing $OUT/detector/model_final.pth (FORCE=1 retrains)"
 else
   $PY train_net.py --config-file "$DET_CFG" OUTPUT_DIR "$OUT/detector" SEED "$SEED" \
-    DATASETS.TEST '("synthetic_val",)' "${det_iters[@]}"
+    DATASETS.TEST '("synthetic_val",)' $(schedule "$DET_ITERS")
+  det_trained=1
 fi
 
-step "stage 2: MOTIFS in SGCls mode ($REL_CFG)"
-if [ -f "$OUT/motifs/model_final.pth" ] && [ -z "${FORCE:-}" ]; then
+step "stage 2: MOTIFS in SGCls mode ($REL_CFG, $REL_ITERS iterations)"
+if [ -z "$det_trained" ] && reusable "$OUT/motifs" "$REL_ITERS"; then
   echo "reusing $OUT/motifs/model_final.pth (FORCE=1 retrains)"
 else
   $PY train_net.py --config-file "$REL_CFG" OUTPUT_DIR "$OUT/motifs" SEED "$SEED" \
-    MODEL.SGG.DETECTOR_WEIGHTS "$OUT/detector/model_final.pth" \
-    SOLVER.MAX_ITER "$REL_ITERS" SOLVER.STEPS "($(( REL_ITERS * 4 / 5 )),)"
+    MODEL.SGG.DETECTOR_WEIGHTS "$OUT/detector/model_final.pth" $(schedule "$REL_ITERS")
 fi
 
 # Side-by-side runs (one thread each, output to a log): `background LOG CMD...` starts one;
