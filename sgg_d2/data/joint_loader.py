@@ -3,7 +3,9 @@
 Every model input made here says where it came from: ``"source"`` is ``"target"`` (the
 scene-graph / box dataset) or ``"aux"`` (the auxiliary mask dataset, e.g. COCO), and
 ``"dataset_name"`` is the registered name of its dataset. Inputs without ``"source"`` are
-target inputs (so every other loader keeps working unchanged).
+target inputs (so every other loader keeps working unchanged). The tags and
+``input_source`` / ``split_by_source`` live in :mod:`sgg_d2.structures.sources`, shared with
+the models (re-exported here).
 
 :class:`JointLoader` composes two Detectron2 training loaders that each yield one image
 per step: batch b holds ``n_b`` auxiliary images and ``B - n_b`` target images, where
@@ -18,6 +20,16 @@ from typing import Callable, Dict, Iterable, Iterator, List, Sequence
 
 from detectron2.data import build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.utils import comm
+
+from ..structures.sources import (
+    AUX,
+    DATASET_KEY,
+    SOURCE_KEY,
+    SOURCES,
+    TARGET,
+    input_source,
+    split_by_source,
+)
 
 __all__ = [
     "SOURCE_KEY",
@@ -37,36 +49,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SOURCE_KEY, DATASET_KEY = "source", "dataset_name"
-TARGET, AUX = "target", "aux"
-_SOURCES = (TARGET, AUX)
-
-
-def input_source(inputs: Dict) -> str:
-    """``"target"`` or ``"aux"`` of one model input (default ``"target"``)."""
-    source = inputs.get(SOURCE_KEY, TARGET)
-    if source not in _SOURCES:
-        raise ValueError(
-            f"input {inputs.get('file_name', '?')}: {SOURCE_KEY!r} is {source!r}; "
-            f"expected one of {_SOURCES}"
-        )
-    return source
-
-
-def split_by_source(batched_inputs: Sequence[Dict]) -> Dict[str, List[int]]:
-    """Indices of the target and of the auxiliary inputs, in batch order."""
-    out: Dict[str, List[int]] = {TARGET: [], AUX: []}
-    for i, inputs in enumerate(batched_inputs):
-        out[input_source(inputs)].append(i)
-    return out
-
 
 class SourceTaggedMapper:
     """Wrap a mapper so that its outputs carry ``"source"`` (and keep ``dataset_name``)."""
 
     def __init__(self, mapper: Callable[[Dict], Dict], source: str):
-        if source not in _SOURCES:
-            raise ValueError(f"source {source!r}; expected one of {_SOURCES}")
+        if source not in SOURCES:
+            raise ValueError(f"source {source!r}; expected one of {SOURCES}")
         self.mapper, self.source = mapper, source
 
     def __call__(self, dataset_dict: Dict) -> Dict:

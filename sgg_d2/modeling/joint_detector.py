@@ -6,7 +6,8 @@ One backbone and one RPN see the images of both datasets; the box head is shared
 (``MODEL.ROI_HEADS.NUM_CLASSES``) is trained only on target images and one over the
 auxiliary classes (``MODEL.SGG.GROUNDING.AUX_NUM_CLASSES``) only on auxiliary images; the
 mask head (auxiliary classes) is trained only on auxiliary images. Which dataset an input
-comes from is its ``"source"`` (``sgg_d2.data.joint_loader``). The auxiliary losses are scaled by
+comes from is its ``"source"`` (``sgg_d2.structures.sources``, set by
+``sgg_d2.data.joint_loader``). The auxiliary losses are scaled by
 ``MODEL.SGG.GROUNDING.AUX_LOSS_WEIGHT``.
 
 Losses: ``loss_rpn_*`` (both), ``loss_cls`` / ``loss_box_reg`` (target images),
@@ -29,8 +30,8 @@ from detectron2.modeling.roi_heads import StandardROIHeads, select_foreground_pr
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Instances, pairwise_iou
 
-from ..data.joint_loader import AUX, TARGET, input_source
-from .grounding.build import build_aux_box_head, build_aux_box_predictor, with_num_classes
+from ..structures.sources import AUX, TARGET, input_source
+from .grounding.build import build_aux_box_heads, with_num_classes
 
 __all__ = ["JointRCNN", "JointROIHeads"]
 
@@ -61,18 +62,15 @@ class JointROIHeads(StandardROIHeads):
         super().__init__(**kwargs)
         if not self.mask_on:
             raise ValueError("JointROIHeads needs MODEL.MASK_ON: True (auxiliary mask head)")
-        self.aux_box_predictor = aux_box_predictor
-        self.aux_box_head = aux_box_head
-        self.num_aux_classes = num_aux_classes
-        self.aux_loss_weight = aux_loss_weight
+        self.aux_box_predictor, self.aux_box_head = aux_box_predictor, aux_box_head
+        self.num_aux_classes, self.aux_loss_weight = num_aux_classes, aux_loss_weight
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
-        ret["aux_box_predictor"] = build_aux_box_predictor(cfg, ret["box_head"].output_shape)
-        ret["aux_box_head"] = build_aux_box_head(cfg, input_shape, ret["box_in_features"])
-        ret["num_aux_classes"] = cfg.MODEL.SGG.GROUNDING.AUX_NUM_CLASSES
-        ret["aux_loss_weight"] = cfg.MODEL.SGG.GROUNDING.AUX_LOSS_WEIGHT
+        g = cfg.MODEL.SGG.GROUNDING
+        ret.update(build_aux_box_heads(cfg, input_shape, ret))
+        ret.update(num_aux_classes=g.AUX_NUM_CLASSES, aux_loss_weight=g.AUX_LOSS_WEIGHT)
         return ret
 
     @classmethod

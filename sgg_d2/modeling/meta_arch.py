@@ -9,8 +9,8 @@ from detectron2.layers import paste_masks_in_image
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Instances
 
-from ..data.joint_loader import AUX, TARGET, split_by_source
 from ..structures import Relations
+from ..structures.sources import AUX, TARGET, split_by_source
 from .statistics import training_statistics
 
 __all__ = ["SceneGraphRCNN", "NAME_BYTES"]
@@ -33,9 +33,10 @@ class SceneGraphRCNN(GeneralizedRCNN):
 
     With segmentation grounding, instances also hold ``pred_masks`` (pasted at the original
     resolution), and inputs whose ``"source"`` is ``"aux"`` (auxiliary mask dataset, see
-    ``sgg_d2.data.joint_loader``) go to ``roi_heads.forward_aux``: they only add the mask
+    ``sgg_d2.structures.sources``) go to ``roi_heads.forward_aux``: they only add the mask
     refinement loss in training and give ``{"instances"}`` (auxiliary classes, masks) at
-    inference.
+    inference. The mode is the ROI heads' alone: they say whether a batch needs proposals
+    (:meth:`SceneGraphROIHeads.needs_proposals`).
 
     With ``freeze_detector`` the backbone, RPN and box head get no gradient and stay in
     eval mode (normalisation statistics and proposal settings of inference).
@@ -136,7 +137,7 @@ class SceneGraphRCNN(GeneralizedRCNN):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_detector):
             features = self.backbone(images.tensor)
             proposals = None
-            if self.roi_heads.mode == "sgdet" and not (source == AUX and self.training):
+            if self.roi_heads.needs_proposals(aux=source == AUX):
                 was_training = self.proposal_generator.training
                 self.proposal_generator.train(False)  # proposals only, no RPN loss
                 proposals, _ = self.proposal_generator(images, features, None)

@@ -1,6 +1,6 @@
 """``SceneGraphROIHeads``: Detectron2's box heads plus the relation stage.
 
-The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
+The mode (``MODEL.SGG.MODE``) is resolved here, once (``__init__``):
 
 - ``predcls``: objects are the GT boxes with their GT labels;
 - ``sgcls``: objects are the GT boxes; labels are predicted (refined by the context);
@@ -8,14 +8,20 @@ The mode (``MODEL.SGG.MODE``) is resolved here, once, in ``from_config``:
   classes, scores and class logits; a context model that re-classifies gives the final
   class (``sgdet_objects``: :class:`SGDetObjects`).
 
+Nothing below the heads reads the mode: they resolve it into ``detects_objects`` and
+``knows_labels``, the context model sees ``ContextInputs.gt_labels`` (PredCls only), and
+the meta-architecture asks :meth:`SceneGraphROIHeads.needs_proposals`.
+
 With ``MODEL.SGG.GROUNDING.ENABLED`` (segmentation grounding, ``grounding/``) the mask head
-(``MaskTransferHead``, auxiliary classes) gives every object a mask; the hooks
-``_ground`` / ``_run_context`` ground the context's inputs, outputs get ``pred_masks``,
-and ``forward_aux`` handles images of the auxiliary mask dataset (``roi_heads_grounding``:
-:class:`GroundingHooksMixin`). Without it the behaviour is exactly the plain relation stage.
+(``MaskTransferHead``, auxiliary classes) gives every object a mask; the hook ``_ground``
+grounds the context's inputs, ``_run_context`` (the plain context pass) hands them to
+``_grounded_context``, outputs get ``pred_masks``, and ``forward_aux`` handles images of
+the auxiliary mask dataset (``roi_heads_grounding``: :class:`GroundingHooksMixin`).
+Without it the behaviour is exactly the plain relation stage.
 """
 
-from typing import Dict, List, Optional
+from dataclasses import replace
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -24,7 +30,7 @@ from detectron2.structures import Boxes, Instances
 
 from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
-from .context.build import ContextInputs, build_context_model
+from .context.build import ContextInputs, ContextOutputs, TrainingTargets, build_context_model
 from .grounding import SegmentationGrounding, build_grounding
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
@@ -35,7 +41,7 @@ from .relation.postprocess import (
     suppress_duplicate_triplets,
 )
 from .relation.predictor import RelationPredictor, use_frequency_bias
-from .relation.sampling import pair_targets, training_pairs
+from .relation.sampling import global_gt_index, object_targets, pair_targets, training_pairs
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
 from .roi_heads_grounding import GroundingHooksMixin
 from .sgdet_objects import SGDetObjects
@@ -86,7 +92,9 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         super().__init__(**kwargs)
         if mode not in SGG_MODES:
             raise ValueError(f"mode is {mode!r}; valid values are {', '.join(SGG_MODES)}")
-        self.mode = mode
+        self.mode = mode  # for messages; what follows from it is resolved here, once:
+        self.detects_objects = mode == "sgdet"  # objects: detections (else the GT boxes)
+        self.knows_labels = mode == "predcls"  # the GT labels are given
         self.context = context
         self.union_features = union_features
         self.relation_predictor = relation_predictor
@@ -101,9 +109,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         self.anchors_per_image = max(
             [int(getattr(loss, "anchors_per_image", 0)) for loss in extra_losses] + [0]
         )
-        self.grounding = grounding
-        self.aux_box_predictor = aux_box_predictor
-        self.aux_box_head = aux_box_head
+        self._init_grounding(grounding, aux_box_predictor, aux_box_head)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -176,13 +182,13 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         """Boxes (list of (N_i, 4)), GT labels to condition on, GT index per object (training)
         and, in SGDet, the detections (``Instances`` with ``pred_classes``, ``scores``,
         ``det_logits``; else None)."""
-        if self.mode == "sgdet":
+        if self.detects_objects:
             dets = self._detect(features, proposals)
             obj_to_gt = self.sgdet.match(dets, targets) if self.training else None
             return [d.pred_boxes.tensor for d in dets], None, obj_to_gt, dets
         boxes = [t.gt_boxes.tensor for t in targets]
         obj_to_gt = [torch.arange(len(b), device=b.device) for b in boxes]
-        gt_labels = torch.cat([t.gt_classes for t in targets]) if self.mode == "predcls" else None
+        gt_labels = torch.cat([t.gt_classes for t in targets]) if self.knows_labels else None
         return boxes, gt_labels, obj_to_gt, None
 
     def _object_features(self, features, boxes):
@@ -229,6 +235,11 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         return pairs, torch.cat(labels), sampling
 
     # ---------------------------------------------------------------- forward
+    def needs_proposals(self, aux: bool = False) -> bool:
+        """Whether a batch's objects come from RPN proposals: in SGDet, except auxiliary
+        images (``aux``) in training, whose objects are their GT boxes."""
+        return self.detects_objects and not (aux and self.training)
+
     def forward(
         self,
         images,
@@ -252,22 +263,16 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         """
         if self.training and (targets is None or relations is None):
             raise ValueError("SceneGraphROIHeads needs targets and relations in training")
-        if self.mode != "sgdet" and targets is None:
+        if not self.detects_objects and targets is None:
             raise ValueError(f"mode {self.mode!r} needs GT boxes: pass the images' instances")
         boxes, gt_labels, obj_to_gt, dets = self._objects(features, proposals, targets)
         pairs, pair_labels, sampling = self._pairs(boxes, obj_to_gt, targets, relations)
-        inputs = self._context_inputs(
-            features, boxes, pairs, list(images.image_sizes), gt_labels, images.tensor, sampling
-        )
-        if dets is not None:  # SGDet: the detector's own class logits, not re-derived ones
-            inputs.obj_logits = self.sgdet.context_logits(dets, self.num_classes)
+        training = None
         if self.training:
-            inputs.gt_instances = targets
-            inputs.relation_predictor = self.relation_predictor
-            inputs.obj_gt_classes = self._object_targets(obj_to_gt, targets)
-            inputs.obj_gt_index = _global_gt_index(obj_to_gt, targets)
+            training = self._training_targets(boxes, obj_to_gt, targets, sampling)
+        inputs = self._context_inputs(features, boxes, pairs, images, gt_labels, dets, training)
         state = self._ground(features, boxes, inputs)
-        out = self._run_context(features, boxes, pairs, inputs, state)
+        inputs, out = self._run_context(features, boxes, pairs, inputs, state)
         if dets is None:
             labels, scores = object_predictions(out.obj_logits, inputs.gt_labels)
         else:
@@ -276,36 +281,37 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         rel_logits = self.relation_predictor(
             out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
         )
-        if not self.training:
-            results = scene_graph_outputs(
-                boxes,
-                inputs.image_sizes,
-                out.obj_logits,
-                gt_labels,
-                pairs,
-                rel_logits,
-                objects=(labels, scores),
-            )
-            if state is not None:
-                self.grounding.attach_target_masks(
-                    results, state, out.obj_repr, labels, self.mask_head
-                )
-            if dets is not None:
-                results = self.sgdet.suppress_duplicates(results)
-            return suppress_duplicate_triplets(results, self.triplet_nms_thresh), {}
-        return {}, self._losses(inputs, out, rel_logits, pair_labels)
+        if self.training:
+            return {}, self._losses(inputs, out, rel_logits, pair_labels)
+        results = scene_graph_outputs(
+            boxes,
+            inputs.image_sizes,
+            out.obj_logits,
+            gt_labels,
+            pairs,
+            rel_logits,
+            objects=(labels, scores),
+        )
+        if state is not None:
+            self.grounding.attach_target_masks(results, state, out.obj_repr, labels, self.mask_head)
+        if dets is not None:
+            results = self.sgdet.suppress_duplicates(results)
+        return suppress_duplicate_triplets(results, self.triplet_nms_thresh), {}
 
     def _context_inputs(
-        self, features, boxes, pairs, image_sizes, gt_labels, images=None, sampling=None
+        self, features, boxes, pairs, images, gt_labels=None, dets=None, training=None
     ) -> ContextInputs:
-        """``ContextInputs`` of the batch; ``sampling`` (training, from :meth:`_pairs`) adds
-        every candidate pair (``all_pairs``), the L0 mask and the contrastive anchors."""
-        obj_feats, det_logits = self._object_features(features, boxes)
-        offsets = torch.tensor([0] + [len(b) for b in boxes[:-1]], device=obj_feats.device)
-        offsets = offsets.cumsum(0)
-        inputs = ContextInputs(
+        """The batch's ``ContextInputs``, built once: per image ``boxes`` (N_i, 4) and local
+        ``pairs`` (R_i, 2) made global; in SGDet (``dets``) the detector's own class logits,
+        not re-derived ones; ``training``: :meth:`_training_targets` or None."""
+        obj_feats, obj_logits = self._object_features(features, boxes)
+        if dets is not None:
+            obj_logits = self.sgdet.context_logits(dets, self.num_classes)
+        image_sizes = list(images.image_sizes)
+        offsets = _offsets([len(b) for b in boxes], obj_feats.device)
+        return ContextInputs(
             obj_features=obj_feats,
-            obj_logits=det_logits,
+            obj_logits=obj_logits,
             box_layout=torch.cat([box_layout(b, s) for b, s in zip(boxes, image_sizes)]),
             boxes=torch.cat(boxes),
             num_objs=[len(b) for b in boxes],
@@ -314,49 +320,67 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             gt_labels=gt_labels,
             features=features,
             image_sizes=image_sizes,
-            images=images,
+            images=images.tensor,
+            training=training,
         )
-        if sampling is not None:
-            all_pairs = sampling["all_pairs"]
-            starts = [0] + [len(p) for p in all_pairs[:-1]]
-            starts = torch.tensor(starts, device=obj_feats.device).cumsum(0)
-            inputs.all_pairs = torch.cat([p + o for p, o in zip(all_pairs, offsets)])
-            inputs.all_pair_labels = torch.cat(sampling["all_labels"])
-            inputs.num_all_pairs = [len(p) for p in all_pairs]
-            inputs.pair_index = torch.cat([k + s for k, s in zip(sampling["pair_index"], starts)])
-            inputs.ce_mask = torch.cat(sampling["ce_mask"])
-            if self.anchors_per_image > 0:
-                inputs.contrastive_anchors = torch.cat(sampling["anchors"])
-        return inputs
+
+    def _training_targets(self, boxes, obj_to_gt, targets, sampling) -> TrainingTargets:
+        """What training adds: GT class and GT index of each object, the GT instances, and
+        from ``sampling`` (:meth:`_pairs`) every candidate pair (``all_pairs``, global),
+        the L0 mask and the contrastive anchors."""
+        device = boxes[0].device if boxes else torch.device("cpu")
+        offsets = _offsets([len(b) for b in boxes], device)
+        all_pairs = sampling["all_pairs"]
+        starts = _offsets([len(p) for p in all_pairs], device)
+        anchors = None
+        if self.anchors_per_image > 0:
+            anchors = torch.cat(sampling["anchors"])
+        return TrainingTargets(
+            obj_gt_classes=object_targets(obj_to_gt, targets),
+            obj_gt_index=global_gt_index(obj_to_gt, targets),
+            gt_instances=targets,
+            all_pairs=torch.cat([p + o for p, o in zip(all_pairs, offsets)]),
+            all_pair_labels=torch.cat(sampling["all_labels"]),
+            num_all_pairs=[len(p) for p in all_pairs],
+            pair_index=torch.cat([k + s for k, s in zip(sampling["pair_index"], starts)]),
+            ce_mask=torch.cat(sampling["ce_mask"]),
+            contrastive_anchors=anchors,
+        )
+
+    def _run_context(
+        self, features, boxes, pairs, inputs: ContextInputs, state=None, refine_inputs=True
+    ) -> Tuple[ContextInputs, ContextOutputs]:
+        """The context pass: union-box features when the context reads them, then the
+        context model; with grounding (``state``) on grounded nodes and edges
+        (:meth:`_grounded_context`, ``refine_inputs`` passed on).
+
+        Returns:
+            ``(inputs as the context model saw them, its outputs)``.
+        """
+        if self.context.needs_union_features:
+            union = self.union_features(
+                features, boxes, pairs, inputs.image_sizes, images=inputs.images
+            )
+            inputs = replace(inputs, union_features=union)
+        if state is not None:
+            return self._grounded_context(inputs, state, refine_inputs)
+        return inputs, self.context(inputs)
 
     def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels):
-        ce = inputs.ce_mask if inputs.ce_mask is not None else slice(None)  # the L0 sample
+        targets = inputs.training
+        ce = targets.ce_mask if targets.ce_mask is not None else slice(None)  # the L0 sample
         losses = {
             "loss_relation": self.rel_loss_weight * relation_loss(rel_logits[ce], pair_labels[ce])
         }
         if inputs.gt_labels is None and out.obj_logits.requires_grad:
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
-                out.obj_logits, inputs.obj_gt_classes
+                out.obj_logits, targets.obj_gt_classes
             )
-        if hasattr(self.context, "losses"):
-            losses.update(self.context.losses(inputs, out, pair_labels))
+        losses.update(self.context.losses(inputs, out, pair_labels, self.relation_predictor))
         losses.update(apply_relation_losses(self.extra_losses, rel_logits, pair_labels, inputs))
         return losses
 
-    @staticmethod
-    def _object_targets(obj_to_gt, targets) -> torch.Tensor:
-        """(N,) GT class of each object, -1 where unmatched (SGDet)."""
-        out = []
-        for m, t in zip(obj_to_gt, targets):
-            y = t.gt_classes[m.clamp(min=0)]
-            out.append(torch.where(m >= 0, y, torch.full_like(y, -1)))
-        return torch.cat(out)
 
-
-def _global_gt_index(obj_to_gt, targets) -> torch.Tensor:
-    """(N,) GT index of each object made unique across the batch (-1 stays -1)."""
-    out, offset = [], 0
-    for m, t in zip(obj_to_gt, targets):
-        out.append(torch.where(m >= 0, m + offset, m))
-        offset += len(t)
-    return torch.cat(out)
+def _offsets(sizes: List[int], device) -> torch.Tensor:
+    """(len(sizes),) int64 start of each block when blocks of ``sizes`` are concatenated."""
+    return torch.tensor([0] + list(sizes[:-1]), device=device).cumsum(0)

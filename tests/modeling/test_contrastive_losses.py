@@ -1,6 +1,7 @@
 """Graphical contrastive losses on hand-computed affinity tables."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 
 from sgg_d2 import add_sgg_config
-from sgg_d2.modeling.context import ContextInputs
+from sgg_d2.modeling.context import ContextInputs, TrainingTargets
 from sgg_d2.modeling.relation.contrastive_losses import (
     GraphicalContrastiveLoss,
     graphical_contrastive_terms,
@@ -66,8 +67,7 @@ def table_inputs(table=TABLE, gt_classes=GT_CLASSES):
         num_objs=[6],
         pairs=pairs,
         num_pairs=[len(pairs)],
-        obj_gt_classes=gt_classes,
-        obj_gt_index=ENTITY_IDS,
+        training=TrainingTargets(obj_gt_classes=gt_classes, obj_gt_index=ENTITY_IDS),
     )
     return rel_logits, labels, inputs
 
@@ -192,9 +192,11 @@ def test_built_from_config_and_validated():
 
 def test_bad_inputs_are_refused():
     rel_logits, labels, inputs = table_inputs()
-    inputs.obj_gt_index = None
-    with pytest.raises(ValueError, match="inputs.obj_gt_index"):
+    inputs = replace(inputs, training=replace(inputs.training, obj_gt_index=None))
+    with pytest.raises(ValueError, match="inputs.training.obj_gt_index"):
         GraphicalContrastiveLoss()(rel_logits, labels, inputs)
+    with pytest.raises(ValueError, match="inputs.training.obj_gt_index"):
+        GraphicalContrastiveLoss()(rel_logits, labels, replace(inputs, training=None))
     rel_logits, labels, inputs = table_inputs()
     with pytest.raises(ValueError, match="pair_labels \\(5\\)"):
         GraphicalContrastiveLoss()(rel_logits, labels[:5], inputs)

@@ -1,12 +1,13 @@
 """Factorizable Net: subgraph clustering, SMP, SRI, and the context model on hand-made inputs."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from sgg_d2.modeling.context import CONTEXT_REGISTRY
+from sgg_d2.modeling.context import CONTEXT_REGISTRY, TrainingTargets
 from sgg_d2.modeling.context.fnet import (
     FactorizableNetContext,
     all_candidate_pairs,
@@ -235,6 +236,7 @@ def make_model(**kw):
     args = dict(
         obj_dim=OBJ_DIM, num_classes=C, in_features=["p2"], in_channels=CH, feature_strides=[4]
     )
+    args.update(union_dim=0)  # F-Net reads no union-box features
     args.update(hidden_dim=HIDDEN, subgraph_dim=4, bottleneck_dim=2, rel_dim=REL, pool_size=3)
     args.update(num_mps=2)
     args.update(kw)
@@ -314,9 +316,8 @@ def test_training_and_test_subgraphs_identical_for_the_same_boxes(make_inputs):
     pair's subgraph, its map and its feature) must not depend on which pairs are scored."""
     model = make_model().eval()
     test = make_inputs([5, 4], seed=3)
-    train = make_inputs([5, 4], seed=3)
     sample = torch.tensor([7, 0, 30, 12, 19])  # a few pairs of both images (20 + 12 pairs)
-    train.pairs, train.num_pairs = test.pairs[sample], [3, 2]
+    train = replace(make_inputs([5, 4], seed=3), pairs=test.pairs[sample], num_pairs=[3, 2])
     with torch.no_grad():
         c_test, links_test, sub_test = model.cluster(test)
         c_train, links_train, sub_train = model.cluster(train)
@@ -329,8 +330,8 @@ def test_training_and_test_subgraphs_identical_for_the_same_boxes(make_inputs):
     assert torch.allclose(out_train.pair_features, out_test.pair_features[sample], atol=1e-5)
     assert torch.allclose(out_train.obj_logits, out_test.obj_logits, atol=1e-5)
     # the ROI heads' all_pairs / pair_index (training) give the same subgraphs
-    train.all_pairs, train.num_all_pairs = test.pairs, test.num_pairs
-    train.pair_index = sample
+    targets = TrainingTargets(all_pairs=test.pairs, num_all_pairs=test.num_pairs, pair_index=sample)
+    train = replace(train, training=targets)
     assert torch.equal(model.cluster(train)[2], sub_test[sample])
 
 

@@ -205,7 +205,7 @@ def test_context_repr_dim_declared_measured_or_refused():
     assert context_repr_dim(motifs, 8, 6, 3) == 10  # BiLSTM: 2 x hidden
     assert motifs.training  # mode restored
     with pytest.raises(ValueError, match="FrequencyBaseline gives no obj_repr"):
-        context_repr_dim(FrequencyBaseline(), 8, 6, 3)
+        context_repr_dim(FrequencyBaseline(obj_dim=8, union_dim=6, num_classes=3), 8, 6, 3)
 
 
 def test_transfer_space_logits_or_probabilities():

@@ -1,5 +1,6 @@
 """IMP context: shapes, gradients, hand-checked messages, isolation and equivariance."""
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -111,10 +112,12 @@ def test_permutation_equivariance(make_inputs):
     perm = torch.tensor([3, 0, 4, 1, 2])  # new object k is old object perm[k]
     inv = torch.argsort(perm)
     pair_perm = torch.randperm(len(inputs.pairs), generator=torch.Generator().manual_seed(0))
-    permuted = make_inputs([5])
-    permuted.obj_features = inputs.obj_features[perm]
-    permuted.pairs = inv[inputs.pairs[pair_perm]]
-    permuted.union_features = inputs.union_features[pair_perm]
+    permuted = replace(
+        make_inputs([5]),
+        obj_features=inputs.obj_features[perm],
+        pairs=inv[inputs.pairs[pair_perm]],
+        union_features=inputs.union_features[pair_perm],
+    )
     model = make_model(num_iterations=2)
     with torch.no_grad():
         out, out_p = model(inputs), model(permuted)

@@ -1,12 +1,13 @@
 """LinkNet context: shapes, per-image attention, equivariance, global-context loss, config."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from detectron2.structures import Instances
 
-from sgg_d2.modeling.context import ContextInputs, build_context_model
+from sgg_d2.modeling.context import ContextInputs, TrainingTargets, build_context_model
 from sgg_d2.modeling.context.linknet import LinkNetContext, layout_encoding
 from sgg_d2.modeling.context.linknet_modules import (
     masked_row_softmax,
@@ -41,11 +42,12 @@ def make_inputs(num_objs, gt=False, seed=0, with_targets=False):
         image_sizes=[(96, 128)] * len(num_objs),
     )
     if with_targets:
-        inputs.gt_instances = []
+        gt_instances = []
         for lab in labels.split(list(num_objs)):
             inst = Instances((64, 64))
             inst.gt_classes = lab
-            inputs.gt_instances.append(inst)
+            gt_instances.append(inst)
+        inputs = replace(inputs, training=TrainingTargets(gt_instances=gt_instances))
     return inputs
 
 
@@ -85,7 +87,7 @@ def test_no_pairs_and_no_objects(num_objs):
     out = model(inputs)
     assert out.obj_logits.shape == (sum(num_objs), C)
     assert out.pair_features.shape == (0, UNION_DIM + EMBED)
-    loss = model.losses(inputs, out, torch.zeros(0, dtype=torch.long))["loss_global_context"]
+    loss = model.losses(inputs, out, torch.zeros(0, dtype=torch.long), None)["loss_global_context"]
     assert torch.isfinite(loss)
 
 
@@ -93,7 +95,7 @@ def test_gradients_reach_every_parameter():
     model = make_model().train()
     inputs = make_inputs([3, 2], with_targets=True)
     out = model(inputs)
-    loss = model.losses(inputs, out, torch.zeros(8, dtype=torch.long))["loss_global_context"]
+    loss = model.losses(inputs, out, torch.zeros(8, dtype=torch.long), None)["loss_global_context"]
     (loss + out.obj_logits.square().sum() + out.pair_features.square().sum()).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -119,12 +121,14 @@ def test_attention_stays_inside_each_image(gt):
         other.gt_labels[:3] = base.gt_labels[:3]
     other.union_features[:6] = base.union_features[:6]
     other.features["p5"][0] = base.features["p5"][0]
-    alone = make_inputs([3], gt=gt, seed=1)
-    for field in ("obj_features", "obj_logits", "boxes", "union_features"):
-        setattr(alone, field, getattr(base, field)[: 6 if field == "union_features" else 3])
-    alone.gt_labels = base.gt_labels[:3] if gt else None
-    alone.features = {"p5": base.features["p5"][:1]}
-    alone.image_sizes = base.image_sizes[:1]
+    alone = replace(
+        make_inputs([3], gt=gt, seed=1),
+        **{f: getattr(base, f)[:3] for f in ("obj_features", "obj_logits", "boxes")},
+        union_features=base.union_features[:6],
+        gt_labels=base.gt_labels[:3] if gt else None,
+        features={"p5": base.features["p5"][:1]},
+        image_sizes=base.image_sizes[:1],
+    )
     with torch.no_grad():
         ref = _image(model(base), base, 0)
         for inputs in (other, alone):
@@ -141,12 +145,13 @@ def test_permutation_equivariance_within_an_image(gt):
     inputs = make_inputs([4, 2], gt=gt, seed=3)
     perm = torch.tensor([2, 0, 3, 1, 4, 5])  # new object k is old object perm[k]
     inv = torch.argsort(perm)
-    permuted = make_inputs([4, 2], gt=gt, seed=3)
-    for field in ("obj_features", "obj_logits", "boxes", "box_layout"):
-        setattr(permuted, field, getattr(inputs, field)[perm])
-    if gt:
-        permuted.gt_labels = inputs.gt_labels[perm]
-    permuted.pairs = inv[inputs.pairs]  # same pairs, same order, new object indices
+    permuted = replace(
+        make_inputs([4, 2], gt=gt, seed=3),
+        **{f: getattr(inputs, f)[perm] for f in ("obj_features", "obj_logits", "boxes")},
+        box_layout=inputs.box_layout[perm],
+        gt_labels=inputs.gt_labels[perm] if gt else None,
+        pairs=inv[inputs.pairs],  # same pairs, same order, new object indices
+    )
     with torch.no_grad():
         out, out_p = model(inputs), model(permuted)
     assert torch.allclose(out_p.obj_logits, out.obj_logits[perm], atol=1e-5)
@@ -160,10 +165,10 @@ def test_global_context_loss_by_hand():
         model.global_context.classifier.weight.zero_()
         model.global_context.classifier.bias.copy_(torch.tensor([0.0, math.log(3), -math.log(3)]))
     inputs = make_inputs([2, 2], with_targets=True)
-    inputs.gt_instances[0].gt_classes = torch.tensor([0, 2])
-    inputs.gt_instances[1].gt_classes = torch.tensor([1, 1])
+    inputs.training.gt_instances[0].gt_classes = torch.tensor([0, 2])
+    inputs.training.gt_instances[1].gt_classes = torch.tensor([1, 1])
     out = model(inputs)
-    loss = model.losses(inputs, out, torch.zeros(4, dtype=torch.long))["loss_global_context"]
+    loss = model.losses(inputs, out, torch.zeros(4, dtype=torch.long), None)["loss_global_context"]
     # image 0, targets (1, 0, 1): ln 2 + ln 4 + ln 4; image 1, targets (0, 1, 0):
     # ln 2 + ln(4/3) + ln(4/3); summed over the 3 classes (the paper), mean over the 2
     # images, times lambda_2 = 0.5.
@@ -171,7 +176,7 @@ def test_global_context_loss_by_hand():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     # "mean" (the old behaviour) also divides by the C classes: lambda_2 / C in effect.
     model.global_context_loss_reduction = "mean"
-    mean = model.losses(inputs, out, torch.zeros(4, dtype=torch.long))["loss_global_context"]
+    mean = model.losses(inputs, out, torch.zeros(4, dtype=torch.long), None)["loss_global_context"]
     assert mean.item() == pytest.approx(expected / C, rel=1e-6)
     with pytest.raises(ValueError, match="GLOBAL_CONTEXT_LOSS_REDUCTION 'max'"):
         make_model(global_context_loss_reduction="max")
@@ -180,23 +185,24 @@ def test_global_context_loss_by_hand():
 def test_global_context_pools_each_image_over_its_own_area():
     """c of an image does not depend on its batch mates or the padding of the batch."""
     model = make_model()
-    inputs = make_inputs([2, 3], seed=4)
     # Image 0 is 40 x 60 (2 x 2 cells of stride 32), padded to the batch's 96 x 128.
-    inputs.image_sizes = [(40, 60), (96, 128)]
+    inputs = replace(make_inputs([2, 3], seed=4), image_sizes=[(40, 60), (96, 128)])
     fmap = inputs.features["p5"]
     fmap[0, :, 2:, :] = 0.0
     fmap[0, :, :, 2:] = 0.0
-    noisy = make_inputs([2, 3], seed=4)
-    noisy.image_sizes = inputs.image_sizes
-    noisy.features = {"p5": fmap.clone()}
-    noisy.features["p5"][0, :, 2:, :] = 100.0  # padding garbage
-    noisy.features["p5"][1] = -fmap[1]  # another batch mate
-    alone = make_inputs([2], seed=4)
-    for field in ("obj_features", "obj_logits", "boxes", "box_layout"):
-        setattr(alone, field, getattr(inputs, field)[:2])
-    alone.union_features = inputs.union_features[:2]
-    alone.image_sizes = [(40, 60)]
-    alone.features = {"p5": fmap[:1, :, :2, :2].clone()}  # its own 2 x 2 map, no padding
+    noisy_map = fmap.clone()
+    noisy_map[0, :, 2:, :] = 100.0  # padding garbage
+    noisy_map[1] = -fmap[1]  # another batch mate
+    noisy = replace(
+        make_inputs([2, 3], seed=4), image_sizes=inputs.image_sizes, features={"p5": noisy_map}
+    )
+    first = ("obj_features", "obj_logits", "boxes", "box_layout", "union_features")
+    alone = replace(
+        make_inputs([2], seed=4),
+        **{field: getattr(inputs, field)[:2] for field in first},
+        image_sizes=[(40, 60)],
+        features={"p5": fmap[:1, :, :2, :2].clone()},  # its own 2 x 2 map, no padding
+    )
     with torch.no_grad():
         ref = model(inputs).extras["global_logits"][0]
         assert torch.allclose(model(noisy).extras["global_logits"][0], ref, atol=1e-6)
@@ -208,8 +214,7 @@ def test_global_context_pools_each_image_over_its_own_area():
         c_old = torch.relu(model.global_context.fc(fmap[0].mean(dim=(1, 2))))
         assert not torch.allclose(model.global_context.classifier(c_old), ref, atol=1e-3)
     with pytest.raises(ValueError, match="image_sizes"):
-        inputs.image_sizes = None
-        model(inputs)
+        model(replace(inputs, image_sizes=None))
 
 
 def test_ablations_global_context_and_layout():
@@ -220,10 +225,11 @@ def test_ablations_global_context_and_layout():
     assert no_gc.object_embedding.blocks[0].query.in_features == OBJ_DIM + EMBED
     out = no_gc(inputs)
     assert "global_logits" not in out.extras
-    assert no_gc.losses(inputs, out, torch.zeros(8, dtype=torch.long)) == {}
+    assert no_gc.losses(inputs, out, torch.zeros(8, dtype=torch.long), None) == {}
     # without c, an image's outputs ignore the backbone map entirely
-    other = make_inputs([3, 2], with_targets=True)
-    other.features = {"p5": torch.randn(2, CHANNELS, 3, 4)}
+    other = replace(
+        make_inputs([3, 2], with_targets=True), features={"p5": torch.randn(2, CHANNELS, 3, 4)}
+    )
     with torch.no_grad():
         assert torch.equal(no_gc(other).obj_logits, out.obj_logits)
         assert not torch.allclose(full(other).obj_logits, full(inputs).obj_logits)
@@ -258,7 +264,7 @@ def test_pair_norm_puts_g0_and_layout_on_one_scale():
 def test_global_context_loss_trains_the_global_head_only():
     model = make_model().train()
     inputs = make_inputs([3, 1], with_targets=True)
-    loss = model.losses(inputs, model(inputs), torch.zeros(6, dtype=torch.long))
+    loss = model.losses(inputs, model(inputs), torch.zeros(6, dtype=torch.long), None)
     loss["loss_global_context"].backward()
     for p in model.global_context.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
@@ -273,8 +279,8 @@ def test_multilabel_targets_and_errors():
     model = make_model()
     inputs = make_inputs([2])
     with pytest.raises(ValueError, match="gt_instances"):
-        model.losses(inputs, model(inputs), torch.zeros(2, dtype=torch.long))
-    inputs.features = {"p4": inputs.features["p5"]}
+        model.losses(inputs, model(inputs), torch.zeros(2, dtype=torch.long), None)
+    inputs = replace(inputs, features={"p4": inputs.features["p5"]})
     with pytest.raises(ValueError, match="'p5' in inputs.features"):
         model(inputs)
 

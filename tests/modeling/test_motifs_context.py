@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sgg_d2.modeling.context import build_context_model
+from sgg_d2.modeling.context import TrainingTargets, build_context_model
 from sgg_d2.modeling.context.motifs import LSTMObjectDecoder, MotifsContext, object_orders
 
 OBJ_DIM, UNION_DIM, EMBED, HIDDEN, C = 6, 5, 3, 4, 3
@@ -82,8 +82,8 @@ def test_decoder_batches_images_of_different_lengths():
 @pytest.mark.parametrize("gt", [False, True])
 def test_shapes_and_gradients(make_inputs, decoder, gt):
     model = make_model(decoder).train()
-    inputs = make_inputs([4, 1, 0, 3], gt=gt)
-    inputs.obj_gt_classes = torch.tensor([0, -1, 2, 1, 1, 0, -1, 2])
+    gt_classes = torch.tensor([0, -1, 2, 1, 1, 0, -1, 2])
+    inputs = make_inputs([4, 1, 0, 3], gt=gt, training=TrainingTargets(obj_gt_classes=gt_classes))
     out = model(inputs)
     assert out.obj_logits.shape == (8, C) and out.pair_features.shape == (18, UNION_DIM)
     (out.obj_logits.square().sum() + out.pair_features.square().sum()).backward()

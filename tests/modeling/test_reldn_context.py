@@ -40,6 +40,7 @@ def make_model(skip_connections=True):
     return RelDNContext(
         obj_dim=OBJ_DIM,
         union_dim=UNION_DIM,
+        num_classes=3,  # RelDN passes the detector's classes through: unused
         hidden_dim=HIDDEN,
         spatial_dim=SPATIAL,
         skip_connections=skip_connections,

@@ -8,7 +8,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from sgg_d2 import add_sgg_config
-from sgg_d2.modeling.context import ContextInputs
+from sgg_d2.modeling.context import ContextInputs, TrainingTargets
 from sgg_d2.modeling.relation.contrastive_losses import (
     GraphicalContrastiveLoss,
     graphical_contrastive_terms,
@@ -118,25 +118,26 @@ def test_context_inputs_carry_all_pairs_in_training(make_cfg, make_input, anchor
     rels = [[0, 1, 0], [2, 3, 1], [0, 3, 2]]
     losses = model([make_input(5, relations=rels, seed=1), make_input(3, seed=2)])
     inputs = seen["inputs"]
-    assert inputs.num_all_pairs == [20, 6] and inputs.all_pairs.shape == (26, 2)
+    targets = inputs.training
+    assert targets.num_all_pairs == [20, 6] and targets.all_pairs.shape == (26, 2)
     # image 2's pairs are offset by image 1's 5 objects
-    assert int(inputs.all_pairs[20:].min()) == 5
-    assert torch.equal(inputs.all_pairs[inputs.pair_index], inputs.pairs)
+    assert int(targets.all_pairs[20:].min()) == 5
+    assert torch.equal(targets.all_pairs[targets.pair_index], inputs.pairs)
     assert inputs.images is not None and inputs.images.shape[:2] == (2, 3)
-    assert int(inputs.ce_mask.sum()) <= 8
+    assert int(targets.ce_mask.sum()) <= 8
     if anchors:
-        a = inputs.contrastive_anchors
+        a = targets.contrastive_anchors
         run = {tuple(p) for p in inputs.pairs.tolist()}
-        for s, o in inputs.all_pairs.tolist():
+        for s, o in targets.all_pairs.tolist():
             if a[s, 0] or a[o, 1]:
                 assert (s, o) in run
-        assert len(inputs.pairs) > int(inputs.ce_mask.sum())
+        assert len(inputs.pairs) > int(targets.ce_mask.sum())
         (loss,) = model.roi_heads.extra_losses
         assert isinstance(loss, GraphicalContrastiveLoss)
         # subjects {0, 2} and objects {1, 3} in image 1, chain 0->1->2: {0, 1}, {1, 2} in 2
         assert loss.last_diagnostics["anchors"] == 8
     else:
-        assert inputs.contrastive_anchors is None and bool(inputs.ce_mask.all())
+        assert targets.contrastive_anchors is None and bool(targets.ce_mask.all())
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
 
@@ -160,9 +161,11 @@ def test_per_loss_switches_and_diagnostics_in_the_event_storage():
         num_objs=[N],
         pairs=pairs,
         num_pairs=[len(pairs)],
-        obj_gt_classes=torch.tensor([0, 1, 1, 2, 3]),
-        obj_gt_index=torch.arange(N),
-        contrastive_anchors=anchors,
+        training=TrainingTargets(
+            obj_gt_classes=torch.tensor([0, 1, 1, 2, 3]),
+            obj_gt_index=torch.arange(N),
+            contrastive_anchors=anchors,
+        ),
     )
     with EventStorage() as storage:
         out = loss(logits, labels, inputs)

@@ -104,8 +104,8 @@ class _RecordingLoss(torch.nn.Module):
         _RecordingLoss.seen = {
             "rows": rel_logits.shape[0],
             "labels": pair_labels.clone(),
-            "gt_index": inputs.obj_gt_index.clone(),
-            "gt_classes": inputs.obj_gt_classes.clone(),
+            "gt_index": inputs.training.obj_gt_index.clone(),
+            "gt_classes": inputs.training.obj_gt_classes.clone(),
         }
         return {"loss_recorded": rel_logits.mean() * 0.0 + 1.0}
 

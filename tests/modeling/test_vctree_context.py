@@ -1,5 +1,7 @@
 """VCTree: hand-checked trees, level-batched TreeLSTMs vs recursion, shapes, losses."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -209,7 +211,7 @@ def test_gradients():
     model.zero_grad(set_to_none=True)
     labels = torch.zeros(len(inputs.pairs), dtype=torch.long)
     labels[[0, 5, 13]] = torch.tensor([1, 3, 2])
-    model.losses(inputs, model(inputs), labels)["loss_vctree_score"].backward()
+    model.losses(inputs, model(inputs), labels, None)["loss_vctree_score"].backward()
     for name, p in model.scorer.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert model.obj_ctx.up.input_proj.weight.grad is None
@@ -222,21 +224,22 @@ def test_score_loss_by_hand():
     p = torch.sigmoid(out.extras["pair_score_logits"])
     y = torch.tensor([0.0, 1, 0, 0, 1, 0])
     expected = -2.0 * (y * p.log() + (1 - y) * (1 - p).log()).mean()
-    loss = make_model(weight=2.0).losses(inputs, out, labels)["loss_vctree_score"]
+    loss = make_model(weight=2.0).losses(inputs, out, labels, None)["loss_vctree_score"]
     assert torch.allclose(loss, expected, atol=1e-6)
     empty = make_inputs([1])
-    zero = make_model().losses(empty, make_model()(empty), torch.zeros(0, dtype=torch.long))
+    zero = make_model().losses(empty, make_model()(empty), torch.zeros(0, dtype=torch.long), None)
     assert zero["loss_vctree_score"].item() == 0.0
     with pytest.raises(ValueError, match="expected one label per pair"):
-        make_model().losses(inputs, out, labels[:4])
+        make_model().losses(inputs, out, labels[:4], None)
 
 
 def test_predcls_ignores_detector_logits():
     model, a = make_model(), make_inputs([4, 2], gt=True)
-    b = make_inputs([4, 2], gt=True)
-    b.obj_logits = torch.randn_like(a.obj_logits)
-    b.obj_features, b.box_layout, b.union_features = a.obj_features, a.box_layout, a.union_features
-    b.gt_labels = a.gt_labels
+    b = replace(
+        make_inputs([4, 2], gt=True),
+        obj_logits=torch.randn_like(a.obj_logits),
+        **{f: getattr(a, f) for f in ("obj_features", "box_layout", "union_features", "gt_labels")},
+    )
     with torch.no_grad():
         out_a, out_b = model(a), model(b)
     assert torch.equal(out_a.obj_logits, out_b.obj_logits)
@@ -291,17 +294,17 @@ def hybrid_setup(num_objs=(6, 5)):
     inputs = make_inputs(list(num_objs))
     model = make_model(tree_learning="hybrid", rl_loss_weight=1.0, reward_topk=30)
     torch.manual_seed(3)
-    inputs.relation_predictor = RelationPredictor(model.pair_dim, 4)
+    predictor = RelationPredictor(model.pair_dim, 4)
     with torch.no_grad():  # sharp predictions: the tree's effect on the features shows
-        inputs.relation_predictor.classifier.weight.mul_(300.0)
+        predictor.classifier.weight.mul_(300.0)
     g = torch.Generator().manual_seed(5)
     labels = torch.randint(1, 5, (len(inputs.pairs),), generator=g)
     labels[torch.rand(len(labels), generator=g) < 0.6] = 0
-    return model, inputs, labels
+    return model, inputs, labels, predictor
 
 
 def test_reinforce_term_trains_the_score_network():
-    model, inputs, _ = hybrid_setup()
+    model, inputs, _, predictor = hybrid_setup()
     model.score_loss_weight = 0.0  # only the REINFORCE term can reach the scorer
     torch.manual_seed(0)
     out = model(inputs)
@@ -309,11 +312,9 @@ def test_reinforce_term_trains_the_score_network():
     # changes any prediction scores less (negative advantage).
     with torch.no_grad():
         lab = out.obj_logits.argmax(1)
-        rel = inputs.relation_predictor(
-            out.pair_features, lab[inputs.pairs[:, 0]], lab[inputs.pairs[:, 1]]
-        )
+        rel = predictor(out.pair_features, lab[inputs.pairs[:, 0]], lab[inputs.pairs[:, 1]])
     labels = rel[:, 1:].argmax(1) + 1
-    losses = model.losses(inputs, out, labels)
+    losses = model.losses(inputs, out, labels, predictor)
     assert set(losses) == {"loss_vctree_score", "loss_vctree_rl"}
     assert out.extras["tree_log_prob"].shape == (2,)
     advantage = out.extras["advantage"]
@@ -327,13 +328,13 @@ def test_reinforce_term_trains_the_score_network():
 
 
 def test_supervised_option_is_the_score_loss_only_and_same_outputs():
-    model, inputs, labels = hybrid_setup()
+    model, inputs, labels, predictor = hybrid_setup()
     sup = make_model(tree_learning="supervised")
     sup.load_state_dict(model.state_dict())
     rng = torch.get_rng_state()
     out_sup = sup(inputs)
     assert torch.equal(torch.get_rng_state(), rng)  # no sampling
-    assert set(sup.losses(inputs, out_sup, labels)) == {"loss_vctree_score"}
+    assert set(sup.losses(inputs, out_sup, labels, None)) == {"loss_vctree_score"}
     out_hyb = model(inputs)
     assert torch.allclose(out_sup.obj_logits, out_hyb.obj_logits, atol=1e-6)
     assert torch.allclose(out_sup.pair_features, out_hyb.pair_features, atol=1e-6)
@@ -342,5 +343,4 @@ def test_supervised_option_is_the_score_loss_only_and_same_outputs():
     assert "tree_log_prob" not in model(inputs).extras
     with pytest.raises(ValueError, match="relation_predictor"):
         model.train()
-        inputs.relation_predictor = None
-        model.losses(inputs, model(inputs), labels)
+        model.losses(inputs, model(inputs), labels, None)

@@ -1,16 +1,12 @@
 """Pieces shared by several context models (not a model themselves).
 
-- :class:`ContextModel`: the base of the context models: the widths they all read from the
-  config (one ``from_config``), and the class attribute ``paper_frequency_bias`` that says
-  whether the model's paper adds the frequency bias (``MODEL.SGG.USE_FREQUENCY_BIAS: None``
-  follows it, see ``relation.predictor.use_frequency_bias``);
 - :class:`ClassEmbedding`, :class:`ObjectInput`, :class:`EdgeInput`: the inputs of the
   object and edge contexts of MOTIFS-style models;
 - :class:`BiLSTMContext`, :class:`PairFromObjects`: MOTIFS' sequence context and the pair
   feature from head/tail projections gated by the union-box feature (MOTIFS, VCTree).
 """
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -19,7 +15,6 @@ from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 from ..relation.geometry import BOX_LAYOUT_DIM
 
 __all__ = [
-    "ContextModel",
     "ClassEmbedding",
     "ObjectInput",
     "EdgeInput",
@@ -45,69 +40,6 @@ def image_starts(num_objs: List[int]) -> List[int]:
         starts.append(total)
         total += n
     return starts
-
-
-class ContextModel(nn.Module):
-    """Base of the context models: the shared widths and their one ``from_config``.
-
-    A subclass decorates its ``__init__`` with ``@configurable``, takes its own keyword
-    arguments and passes ``**shared`` on; it names its own config keys in ``config_keys``
-    (constructor argument -> key of ``MODEL.SGG.<config_section>``), or overrides
-    :meth:`model_config`. Class attributes (the registry's call contract, ``build.py``):
-
-    - ``needs_union_features`` (bool);
-    - ``paper_frequency_bias`` (bool): whether the model's paper adds the frequency bias
-      log p(predicate | subject class, object class) to the predicate logits; the default
-      of ``MODEL.SGG.USE_FREQUENCY_BIAS`` (None) follows it.
-    """
-
-    needs_union_features = True
-    paper_frequency_bias: Optional[bool] = None
-    config_section: Optional[str] = None
-    config_keys: Dict[str, str] = {}
-
-    def __init__(
-        self,
-        *,
-        obj_dim: int,
-        union_dim: int,
-        num_classes: int,
-        embed_dim: int = 128,
-        hidden_dim: int = 256,
-        dropout: float = 0.0,
-    ):
-        """
-        Args:
-            obj_dim: size of the RoI features; union_dim: size of the union-box features.
-            num_classes: C, real object classes.
-            embed_dim: class (and box-layout) embedding size (``MODEL.SGG.EMBED_DIM``).
-            hidden_dim: the model's main hidden width (``MODEL.SGG.CONTEXT_HIDDEN_DIM``).
-            dropout: the model's dropout (``MODEL.SGG.CONTEXT_DROPOUT``).
-        """
-        super().__init__()
-        self.obj_dim, self.union_dim, self.num_classes = obj_dim, union_dim, num_classes
-        self.embed_dim, self.hidden_dim, self.dropout_p = embed_dim, hidden_dim, dropout
-
-    @classmethod
-    def from_config(cls, cfg, obj_dim: int, union_dim: int) -> dict:
-        m = cfg.MODEL.SGG
-        shared = {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
-            "embed_dim": m.EMBED_DIM,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "dropout": m.CONTEXT_DROPOUT,
-        }
-        return {**shared, **cls.model_config(cfg)}
-
-    @classmethod
-    def model_config(cls, cfg) -> dict:
-        """The model's own constructor arguments: ``config_keys`` read from its section."""
-        if not cls.config_keys:
-            return {}
-        section = cfg.MODEL.SGG[cls.config_section]
-        return {arg: section[key] for arg, key in cls.config_keys.items()}
 
 
 class ClassEmbedding(nn.Module):

@@ -24,8 +24,8 @@ FPN levels of the Detectron2 backbone; the SRI read-out is a linear layer to the
 logits followed by the relation predictor's own (square) linear layer, which compose into
 the paper's single FC. Ablation flags: ``num_mps``, ``spatial_norm`` and the SRI variant
 (:class:`~.fnet_modules.SRIVariant`: ``reduce_first``, ``extra_fc``, ``object_shortcut``;
-today's pre-paper recipe: 1 round, 256/128 channels, kernel-first SRI with the extra FC
-and object shortcut, frequency bias on).
+the earlier recipe: 1 round, 256/128 channels, kernel-first SRI (the paper is ambiguous
+about the order) with the extra FC and object shortcut, frequency bias on).
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -36,7 +36,7 @@ from detectron2.modeling import build_backbone
 from torch import nn
 
 from ...structures import all_ordered_pairs
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
 from .fnet_modules import PAPER_SRI, SpatialMessagePassing, SpatialRelationInference, SRIVariant
 from .fnet_subgraph import SubgraphFeatures, cluster_subgraphs, object_scores, subgraph_incidence
 
@@ -98,7 +98,7 @@ def locate_pairs(pairs: torch.Tensor, candidates: torch.Tensor, num_objects: int
 
 
 @CONTEXT_REGISTRY.register()
-class FactorizableNetContext(nn.Module):
+class FactorizableNetContext(ContextModel):
     """Subgraph clustering, SMP and SRI. See the module docstring.
 
     ``pair_dim``: the SRI read-out size (``rel_dim``), plus ``2 * hidden_dim`` with the
@@ -112,12 +112,9 @@ class FactorizableNetContext(nn.Module):
     def __init__(
         self,
         *,
-        obj_dim: int,
-        num_classes: int,
         in_features: Sequence[str],
         in_channels: int,
         feature_strides: Sequence[int],
-        hidden_dim: int = 512,
         subgraph_dim: int = 512,
         bottleneck_dim: int = 256,
         rel_dim: int = 51,
@@ -127,17 +124,14 @@ class FactorizableNetContext(nn.Module):
         enlarge_subgraph_boxes: bool = False,
         spatial_norm: str = "softmax",
         sri: SRIVariant = PAPER_SRI,
-        dropout: float = 0.0,
         sampling_ratio: int = 0,
         pooler_type: str = "ROIAlignV2",
+        **shared,
     ):
         """
         Args:
-            obj_dim: size of the RoI features.
-            num_classes: C, real object classes.
             in_features, in_channels, feature_strides: backbone maps the subgraph features
                 are pooled from (the RoI heads' in-features), their channels and strides.
-            hidden_dim: H, object vector size.
             subgraph_dim: channels of the subgraph maps (paper: 512).
             bottleneck_dim: channels of the SRI bottleneck (paper: 256).
             rel_dim: size of the SRI read-out (paper: the P + 1 predicate logits; with
@@ -151,9 +145,12 @@ class FactorizableNetContext(nn.Module):
                 objects at each location (paper) or "sigmoid" gates.
             sri: the relation inference variant (default: the paper's), see
                 :class:`~.fnet_modules.SRIVariant`.
-            dropout: on the object vectors.
+            sampling_ratio, pooler_type: of the subgraph maps' RoI pooler.
+            shared: the widths of :class:`ContextModel` (``hidden_dim``: H, the object
+                vector size; ``dropout`` on the object vectors; ``union_dim`` and
+                ``embed_dim`` are unused).
         """
-        super().__init__()
+        super().__init__(**shared)
         if num_mps < 0:
             raise ValueError(f"F-Net num_mps must be >= 0, got {num_mps}")
         if not 0.0 <= nms_thresh <= 1.0:
@@ -163,8 +160,9 @@ class FactorizableNetContext(nn.Module):
                 raise ValueError(f"F-Net {name} must be >= 1, got {v}")
         self.nms_thresh = float(nms_thresh)
         self.enlarge = bool(enlarge_subgraph_boxes)
+        hidden_dim = self.hidden_dim
         self.obj_proj = nn.Sequential(
-            nn.Linear(obj_dim, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)
+            nn.Linear(self.obj_dim, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(self.dropout_p)
         )
         self.subgraph_features = SubgraphFeatures(
             in_features,
@@ -182,11 +180,13 @@ class FactorizableNetContext(nn.Module):
         self.sri = SpatialRelationInference(
             hidden_dim, subgraph_dim, pool_size, bottleneck_dim, rel_dim, sri
         )
-        self.classifier = nn.Linear(hidden_dim, num_classes)
+        self.classifier = nn.Linear(hidden_dim, self.num_classes)
         self.pair_dim = self.sri.out_dim
 
     @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
+    def model_config(cls, cfg) -> dict:
+        """F-Net's own arguments: ``MODEL.SGG.FNET``, the RoI heads' backbone maps (shapes
+        read from the configured backbone) and the box pooler's settings."""
         m = cfg.MODEL.SGG
         f = m.FNET
         names = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
@@ -195,12 +195,9 @@ class FactorizableNetContext(nn.Module):
         if len(channels) != 1:
             raise ValueError(f"F-Net pools from maps of one width; IN_FEATURES have {shapes}")
         return {
-            "obj_dim": obj_dim,
-            "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES,
             "in_features": names,
             "in_channels": channels.pop(),
             "feature_strides": [shapes[n][1] for n in names],
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
             "subgraph_dim": f.SUBGRAPH_DIM,
             "bottleneck_dim": f.BOTTLENECK_DIM,
             # the paper's FC scores the predicates; the extra FC is a hidden layer
@@ -214,24 +211,24 @@ class FactorizableNetContext(nn.Module):
                 extra_fc=f.SRI_EXTRA_FC,
                 object_shortcut=f.SRI_OBJECT_SHORTCUT,
             ),
-            "dropout": m.CONTEXT_DROPOUT,
             "sampling_ratio": cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             "pooler_type": cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
         }
 
     def cluster(self, inputs: ContextInputs):
         """Subgraphs of all candidate pairs of each image (train and test alike): the
-        ROI heads' ``all_pairs`` in training, else every ordered pair (i != j) of each image
-        (the same set), so the same boxes always give the same subgraphs.
+        ROI heads' ``inputs.training.all_pairs`` in training, else every ordered pair
+        (i != j) of each image (the same set), so the same boxes always give the same
+        subgraphs.
 
         Returns:
             ``(clusters, links, pair_to_subgraph (R,))``: :class:`SubgraphClusters` and
             :class:`SubgraphIncidence` of all candidate pairs, and the subgraph of each of
             ``inputs.pairs``.
         """
-        given = [getattr(inputs, k, None) for k in ("all_pairs", "num_all_pairs", "pair_index")]
-        if all(v is not None for v in given):  # training
-            candidates, num_candidates, rows = given[0], list(given[1]), given[2]
+        t = inputs.training
+        if t is not None and t.all_pairs is not None:  # training: the heads' candidates
+            candidates, num_candidates, rows = t.all_pairs, list(t.num_all_pairs), t.pair_index
         else:
             candidates, num_candidates = all_candidate_pairs(inputs.num_objs, inputs.boxes.device)
             rows = locate_pairs(inputs.pairs, candidates, len(inputs.boxes))

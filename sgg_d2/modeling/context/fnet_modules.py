@@ -202,7 +202,8 @@ class SRIVariant:
     Attributes:
         kernel_size: K (odd, >= 1), side of the object-generated depth-wise kernels.
         reduce_first: bottleneck the subgraph map before the object kernels (paper); False:
-            kernels on the full map, bottleneck per pair (the pre-paper variant).
+            kernels on the full map, bottleneck per pair (the paper is ambiguous about the
+            order; this is the earlier variant).
         extra_fc: ReLU after the read-out, i.e. an extra hidden FC layer (ablation).
         object_shortcut: append the subject and object vectors to the pair feature
             (ablation).

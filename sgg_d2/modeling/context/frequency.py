@@ -6,15 +6,14 @@ this model, so ``paper_frequency_bias`` is True), on the detector's object class
 """
 
 from detectron2.config import configurable
-from torch import nn
 
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
 
 __all__ = ["FrequencyBaseline"]
 
 
 @CONTEXT_REGISTRY.register()
-class FrequencyBaseline(nn.Module):
+class FrequencyBaseline(ContextModel):
     """Passes the detector's class logits through; gives no pair features."""
 
     pair_dim = None
@@ -22,12 +21,12 @@ class FrequencyBaseline(nn.Module):
     paper_frequency_bias = True
 
     @configurable
-    def __init__(self):
-        super().__init__()
-
-    @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        return {}
+    def __init__(self, **shared):
+        """
+        Args:
+            shared: the widths of :class:`ContextModel` (all unused: nothing is learned).
+        """
+        super().__init__(**shared)
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         return ContextOutputs(obj_logits=inputs.obj_logits)

@@ -32,8 +32,7 @@ import torch
 from detectron2.config import configurable
 from torch import nn
 
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import ContextModel
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
 
 __all__ = ["IMPContext", "node_messages", "edge_messages"]
 

@@ -44,8 +44,8 @@ from detectron2.modeling import build_backbone
 from torch import nn
 
 from ..relation.geometry import pair_geometry
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import ClassEmbedding, ContextModel, object_labels
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
+from .common import ClassEmbedding, object_labels
 from .linknet_modules import (
     LOSS_REDUCTIONS,
     GlobalContextEncoding,
@@ -240,13 +240,13 @@ class LinkNetContext(ContextModel):
         layout = layout_encoding(inputs.boxes[subj], inputs.boxes[obj])
         return torch.cat([g0, self.layout_norm(self.layout_embed(layout))], dim=1)
 
-    def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
+    def losses(self, inputs, outputs, pair_labels, relation_predictor):
         """Global-context loss: lambda_2 * BCE of the multi-label scores vs GT classes.
 
         Args:
-            inputs: needs ``gt_instances`` (training), one per image.
+            inputs: needs ``training.gt_instances``, one per image.
             outputs: this model's outputs (``extras["global_logits"]``, (B, C)).
-            pair_labels: unused (the relation loss is the ROI heads').
+            pair_labels, relation_predictor: unused (the relation loss is the ROI heads').
 
         Returns:
             ``{"loss_global_context": scalar}`` (see ``global_context_loss``); empty
@@ -254,16 +254,17 @@ class LinkNetContext(ContextModel):
         """
         if self.global_context is None:
             return {}
-        if inputs.gt_instances is None:
-            raise ValueError("LinkNetContext.losses needs inputs.gt_instances (training only)")
+        if inputs.training is None:
+            raise ValueError("LinkNetContext.losses needs inputs.training.gt_instances")
+        gt_instances = inputs.training.gt_instances
         logits = outputs.extras["global_logits"]
-        if len(inputs.gt_instances) != logits.shape[0]:
+        if len(gt_instances) != logits.shape[0]:
             raise ValueError(
-                f"inputs.gt_instances has {len(inputs.gt_instances)} images but the global "
+                f"inputs.training.gt_instances has {len(gt_instances)} images but the global "
                 f"context scored {logits.shape[0]}"
             )
         targets = multilabel_targets(
-            [t.gt_classes.to(logits.device) for t in inputs.gt_instances], self.num_classes
+            [t.gt_classes.to(logits.device) for t in gt_instances], self.num_classes
         )
         loss = global_context_loss(logits, targets, self.global_context_loss_reduction)
         return {"loss_global_context": self.global_context_loss_weight * loss}

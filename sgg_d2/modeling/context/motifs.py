@@ -23,8 +23,8 @@ from detectron2.config import configurable
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import BiLSTMContext, ContextModel, EdgeInput, ObjectInput, PairFromObjects
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
+from .common import BiLSTMContext, EdgeInput, ObjectInput, PairFromObjects
 
 __all__ = ["MotifsContext", "LSTMObjectDecoder", "object_orders", "DECODERS"]
 
@@ -161,8 +161,9 @@ class MotifsContext(ContextModel):
         if isinstance(self.decoder, nn.Linear):
             return self.decoder(obj_ctx)
         feed = inputs.gt_labels
-        if feed is None and self.training:
-            feed = inputs.obj_gt_classes  # teacher forcing; -1 (no GT) feeds the decoded class
+        if feed is None and self.training and inputs.training is not None:
+            # teacher forcing; -1 (no GT) feeds the decoded class
+            feed = inputs.training.obj_gt_classes
         return self.decoder(obj_ctx, orders, feed)
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:

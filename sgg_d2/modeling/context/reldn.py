@@ -56,7 +56,7 @@ from detectron2.modeling.box_regression import Box2BoxTransform
 from torch import nn
 
 from ..relation.geometry import union_boxes
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
 
 __all__ = ["RelDNContext", "spatial_features", "SPATIAL_FEATURE_DIM"]
 
@@ -108,36 +108,30 @@ def spatial_features(
 
 
 @CONTEXT_REGISTRY.register()
-class RelDNContext(nn.Module):
+class RelDNContext(ContextModel):
     """Visual (joint + subject/object skip) and spatial pair features. See the module doc."""
 
     needs_union_features = True
     paper_frequency_bias = True  # the semantic module
+    config_section = "RELDN"
+    config_keys = {"spatial_dim": "SPATIAL_DIM", "skip_connections": "SKIP_CONNECTIONS"}
 
     @configurable
-    def __init__(
-        self,
-        *,
-        obj_dim: int,
-        union_dim: int,
-        hidden_dim: int = 256,
-        spatial_dim: int = 64,
-        skip_connections: bool = True,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, *, spatial_dim: int = 64, skip_connections: bool = True, **shared):
         """
         Args:
-            obj_dim: size of the RoI features; union_dim: size of union-box features.
-            hidden_dim: width of the visual module's joint MLP.
             spatial_dim: width of the spatial module's MLP (``MODEL.SGG.RELDN.SPATIAL_DIM``).
             skip_connections: add the subject-only and object-only logit branches.
-            dropout: dropout in the joint MLP.
+            shared: the widths of :class:`ContextModel` (``hidden_dim``: width of the visual
+                module's joint MLP; ``dropout`` in the joint MLP; ``num_classes`` and
+                ``embed_dim`` are unused).
         """
-        super().__init__()
+        super().__init__(**shared)
+        obj_dim, hidden_dim = self.obj_dim, self.hidden_dim
         self.visual = nn.Sequential(
-            nn.Linear(2 * obj_dim + union_dim, hidden_dim),
+            nn.Linear(2 * obj_dim + self.union_dim, hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            nn.Dropout(self.dropout_p),
             nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True),
         )
@@ -158,18 +152,6 @@ class RelDNContext(nn.Module):
             self.blocks[name] = slice(start, start + size)
             start += size
         self.pair_dim = start
-
-    @classmethod
-    def from_config(cls, cfg, obj_dim, union_dim):
-        m = cfg.MODEL.SGG
-        return {
-            "obj_dim": obj_dim,
-            "union_dim": union_dim,
-            "hidden_dim": m.CONTEXT_HIDDEN_DIM,
-            "spatial_dim": m.RELDN.SPATIAL_DIM,
-            "skip_connections": m.RELDN.SKIP_CONNECTIONS,
-            "dropout": m.CONTEXT_DROPOUT,
-        }
 
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         pairs, union = inputs.pairs, inputs.union_features

@@ -51,8 +51,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
-from .build import CONTEXT_REGISTRY, ContextInputs, ContextOutputs
-from .common import ContextModel, EdgeInput, ObjectInput, PairFromObjects, object_labels
+from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
+from .common import EdgeInput, ObjectInput, PairFromObjects, object_labels
 from .tree_utils import (
     BinaryForest,
     build_forest,
@@ -271,13 +271,13 @@ class VCTreeContext(ContextModel):
         log_prob = torch.stack(log_probs) if log_probs else x.new_zeros(0)
         return {"tree_log_prob": log_prob, "sampled": sampled}
 
-    def losses(self, inputs: ContextInputs, outputs: ContextOutputs, pair_labels: torch.Tensor):
+    def losses(self, inputs, outputs, pair_labels, relation_predictor):
         """Tree-score loss and, for hybrid learning, the REINFORCE term.
 
         Args:
-            inputs: for the REINFORCE term ``relation_predictor`` (the shared predicate
-                classifier; set by the ROI heads in training).
             pair_labels: (R,) int64 relation labels of ``inputs.pairs`` (0 = background).
+            relation_predictor: the shared predicate classifier, for the REINFORCE term's
+                rewards (recall of the relations it scores).
 
         Returns:
             ``{"loss_vctree_score": scalar[, "loss_vctree_rl": scalar]}`` (0, still in the
@@ -297,16 +297,15 @@ class VCTreeContext(ContextModel):
             losses = {"loss_vctree_score": self.score_loss_weight * loss}
         if "tree_log_prob" in outputs.extras:
             losses["loss_vctree_rl"] = self.rl_loss_weight * self.reinforce_loss(
-                inputs, outputs, pair_labels
+                inputs, outputs, pair_labels, relation_predictor
             )
         return losses
 
-    def reinforce_loss(self, inputs, outputs, pair_labels) -> torch.Tensor:
+    def reinforce_loss(self, inputs, outputs, pair_labels, predictor) -> torch.Tensor:
         """``-mean_images (r(sampled tree) - r(greedy tree)) log pi(sampled tree)``."""
-        predictor = getattr(inputs, "relation_predictor", None)
         if predictor is None:
             raise ValueError(
-                "VCTree hybrid learning needs inputs.relation_predictor (set by the ROI heads "
+                "VCTree hybrid learning needs the relation_predictor (passed by the ROI heads "
                 "in training); use MODEL.SGG.VCTREE.TREE_LEARNING 'supervised' without it"
             )
         log_prob = outputs.extras["tree_log_prob"]

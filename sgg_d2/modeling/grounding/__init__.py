@@ -18,6 +18,7 @@ See docs/GROUNDING.md for the design choices.
 
 from .build import (
     build_aux_box_head,
+    build_aux_box_heads,
     build_aux_box_predictor,
     build_grounding,
     with_num_classes,
@@ -34,6 +35,7 @@ __all__ = [
     "SegmentationGrounding",
     "WordVectorSource",
     "build_aux_box_head",
+    "build_aux_box_heads",
     "build_aux_box_predictor",
     "build_grounding",
     "build_similarity",

@@ -9,7 +9,13 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
 from .module import SegmentationGrounding
 
-__all__ = ["with_num_classes", "build_aux_box_head", "build_aux_box_predictor", "build_grounding"]
+__all__ = [
+    "with_num_classes",
+    "build_aux_box_head",
+    "build_aux_box_heads",
+    "build_aux_box_predictor",
+    "build_grounding",
+]
 
 AUX_BOX_HEADS = ("shared", "separate")
 
@@ -71,9 +77,23 @@ def build_grounding(cfg, roi_heads_kwargs: dict, context, union_dim: int, input_
             "MODEL.SGG.GROUNDING.ENABLED needs MODEL.MASK_ON: True and "
             "MODEL.ROI_MASK_HEAD.NAME: 'MaskTransferHead'"
         )
+    channels = roi_heads_kwargs["box_head"].output_shape.channels
+    grounding = SegmentationGrounding(cfg, channels, union_dim, context, input_shape)
+    return {"grounding": grounding, **build_aux_box_heads(cfg, input_shape, roi_heads_kwargs)}
+
+
+def build_aux_box_heads(cfg, input_shape, roi_heads_kwargs: dict) -> dict:
+    """The auxiliary classes' box predictor and (``GROUNDING.AUX_BOX_HEAD: separate``) box
+    head, as ROI-heads arguments ``aux_box_predictor`` / ``aux_box_head``, for the joint
+    detector and the grounded relation stage alike.
+
+    Args:
+        input_shape: the ROI heads' input shapes (backbone map name -> ``ShapeSpec``).
+        roi_heads_kwargs: the ROI heads' ``from_config`` dict so far (``box_head``,
+            ``box_in_features``).
+    """
     shape = roi_heads_kwargs["box_head"].output_shape
     return {
-        "grounding": SegmentationGrounding(cfg, shape.channels, union_dim, context, input_shape),
         "aux_box_predictor": build_aux_box_predictor(cfg, shape),
         "aux_box_head": build_aux_box_head(cfg, input_shape, roi_heads_kwargs["box_in_features"]),
     }

@@ -2,7 +2,7 @@
 Parsing", CVPR 2019), usable with any context model.
 
 The affinity of a pair is Φ(s, o) = 1 - p(background | s, o), from the softmax of the
-relation logits. An entity instance (a GT object; ``ContextInputs.obj_gt_index``) is an
+relation logits. An entity instance (a GT object; ``TrainingTargets.obj_gt_index``) is an
 *anchor*, once as subject and once as object. Its positive pairs are the sampled pairs in
 which it takes part with a relation, its negative pairs those it takes part in without
 one. Every loss is a margin ranking between the *least* related positive and the *most*
@@ -24,7 +24,7 @@ Which pairs take part (the paper's sampling): anchors are drawn per image and si
 (``MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE``, 128 in RelDN's release) among the GT entities
 that have a relation, independently of the cross-entropy (L0) sample, and *every*
 candidate pair of a drawn anchor is scored (the ROI heads run the relation model on them,
-``ContextInputs.contrastive_anchors``), so the hardest negative of an anchor is never
+``TrainingTargets.contrastive_anchors``), so the hardest negative of an anchor is never
 missed. With ``ANCHORS_PER_IMAGE: 0`` (ablation) the groups are formed within the L0
 sample. Detections matched to no GT object (SGDet, index -1) are never anchors and never
 positives; they are negatives of the anchors they are paired with. The class of the
@@ -187,7 +187,7 @@ class GraphicalContrastiveLoss(nn.Module):
     λ and margins α from ``MODEL.SGG.CONTRASTIVE.WEIGHTS`` / ``MARGINS``, each loss switched
     by ``USE_L1`` / ``USE_L2`` / ``USE_L3`` (a switched-off loss is not returned), anchors
     per image and side ``ANCHORS_PER_IMAGE`` (read by the ROI heads through
-    :attr:`anchors_per_image`, which then give ``inputs.contrastive_anchors``).
+    :attr:`anchors_per_image`, which then give ``inputs.training.contrastive_anchors``).
     """
 
     @configurable
@@ -239,23 +239,24 @@ class GraphicalContrastiveLoss(nn.Module):
         Args:
             rel_logits: (R, P + 1) logits of the pairs the model was run on, background at 0.
             pair_labels: (R,) int64, 0 = background, p + 1 = predicate p.
-            inputs: the batch's ``ContextInputs`` (``pairs``, ``obj_gt_index``,
-                ``obj_gt_classes``, ``obj_logits``, and ``contrastive_anchors`` when anchors
-                were drawn).
+            inputs: the batch's ``ContextInputs`` (``pairs``, ``obj_logits``, and from
+                ``training``: ``obj_gt_index``, ``obj_gt_classes``, ``contrastive_anchors``
+                when anchors were drawn).
 
         Returns:
             ``{"loss_contrastive_l<k>": λk Lk}`` for each switched-on k.
         """
+        targets = inputs.training
         for field in ("obj_gt_index", "obj_gt_classes"):
-            if getattr(inputs, field) is None:
-                raise ValueError(f"GraphicalContrastiveLoss needs inputs.{field} (training only)")
+            if targets is None or getattr(targets, field) is None:
+                raise ValueError(f"GraphicalContrastiveLoss needs inputs.training.{field}")
         if not (len(rel_logits) == len(pair_labels) == len(inputs.pairs)):
             raise ValueError(
                 f"rel_logits ({len(rel_logits)} rows), pair_labels ({len(pair_labels)}) and "
                 f"inputs.pairs ({len(inputs.pairs)}) must have one row per pair"
             )
-        anchors = inputs.contrastive_anchors if self.anchors_per_image > 0 else None
-        gt_classes = inputs.obj_gt_classes
+        anchors = targets.contrastive_anchors if self.anchors_per_image > 0 else None
+        gt_classes = targets.obj_gt_classes
         classes = torch.where(gt_classes >= 0, gt_classes, inputs.obj_logits.argmax(dim=1))
         predicted = rel_logits[:, 1:].argmax(dim=1) + 1
         stats: Dict[str, float] = {}
@@ -263,7 +264,7 @@ class GraphicalContrastiveLoss(nn.Module):
             pair_affinity(rel_logits),
             pair_labels,
             inputs.pairs,
-            inputs.obj_gt_index,
+            targets.obj_gt_index,
             classes,
             predicted,
             self.margins,

@@ -18,8 +18,8 @@ Extra losses on the relation logits, added to the cross-entropy for any context 
 
 with ``rel_logits`` (R, P + 1) (background at 0) of the sampled pairs, ``pair_labels``
 (R,) int64 (0 = background, p + 1 = predicate p) and ``inputs`` the ``ContextInputs``
-(``pairs``, ``num_pairs``, ``obj_gt_classes``, ``obj_gt_index`` ...). Each returned entry
-is one named, already weighted loss.
+(``pairs``, ``num_pairs``, and in ``training``: ``obj_gt_classes``, ``obj_gt_index`` ...).
+Each returned entry is one named, already weighted loss.
 """
 
 

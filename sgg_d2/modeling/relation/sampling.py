@@ -12,7 +12,9 @@ from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, pairwise_iou
 
 __all__ = [
+    "global_gt_index",
     "match_to_gt",
+    "object_targets",
     "pair_targets",
     "sample_pairs",
     "sample_contrastive_anchors",
@@ -159,3 +161,27 @@ def training_pairs(
     in_ce = torch.zeros_like(in_run)
     in_ce[ce] = True
     return keep, in_ce[keep], anchors
+
+
+def object_targets(obj_to_gt, targets) -> torch.Tensor:
+    """(N,) GT class of each object, -1 where unmatched (SGDet).
+
+    Args:
+        obj_to_gt: per image (N_i,) int64 matched GT index of each object, -1 if none.
+        targets: per image GT ``Instances`` (``gt_classes``).
+    """
+    out = []
+    for m, t in zip(obj_to_gt, targets):
+        y = t.gt_classes[m.clamp(min=0)]
+        out.append(torch.where(m >= 0, y, torch.full_like(y, -1)))
+    return torch.cat(out)
+
+
+def global_gt_index(obj_to_gt, targets) -> torch.Tensor:
+    """(N,) GT index of each object (``obj_to_gt`` as in :func:`object_targets`) made
+    unique across the batch: offset by the GT objects of the images before (-1 stays)."""
+    out, offset = [], 0
+    for m, t in zip(obj_to_gt, targets):
+        out.append(torch.where(m >= 0, m + offset, m))
+        offset += len(t)
+    return torch.cat(out)
