@@ -1,25 +1,25 @@
-"""Pure helpers of ``tools/ablate.py``: variants, config files, metrics files, statistics
-over seeds, paired comparisons and their verdicts, and the printed tables.
+"""Helpers of ``tools/ablate.py`` and the benchmarks beside it: variants, config files,
+the ``train_net.py`` commands and how one is run, metrics files, statistics over seeds,
+paired comparisons and their verdicts, and the printed tables.
 
 No Detectron2 import here except in :func:`build_config`, so the statistics are cheap to
 test.
 """
 
+import argparse
 import json
 import math
 import os
 import re
+import shlex
+import subprocess
 import sys
+import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Configs are merged with the sgg_d2 of this checkout, the one whose train_net.py runs the
-# steps, not an installed copy elsewhere (a study run from a second worktree otherwise
-# writes configs with the installed copy's keys).
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 # Metrics kept in the main table (the subset metrics "...[name]" are added when present).
 MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50"]
@@ -125,8 +125,17 @@ def build_config(files: Sequence[str], opts: Sequence[str], schedule_iters: Opti
     """
     from detectron2.config import get_cfg  # noqa: PLC0415  (heavy import, only here)
 
+    import sgg_d2  # noqa: PLC0415
     from sgg_d2.config import add_sgg_config, validate_sgg_config  # noqa: PLC0415
 
+    # Configs must be merged with the sgg_d2 whose train_net.py runs the steps: a study run
+    # from a second checkout would otherwise write configs with the installed copy's keys.
+    installed = os.path.dirname(os.path.dirname(os.path.abspath(sgg_d2.__file__)))
+    if os.path.realpath(installed) != os.path.realpath(REPO):
+        raise ValueError(
+            f"sgg_d2 is imported from {installed}, not from this checkout {REPO}: "
+            "install this checkout (pip install -e .) in the Python that runs the tool"
+        )
     cfg = add_sgg_config(get_cfg())
     for path in files:
         cfg.merge_from_file(path)
@@ -135,6 +144,104 @@ def build_config(files: Sequence[str], opts: Sequence[str], schedule_iters: Opti
         cfg.merge_from_list(scaled_schedule(cfg.SOLVER, schedule_iters))
     validate_sgg_config(cfg)
     return cfg
+
+
+def train_command(config: str, opts: Sequence[str] = ()) -> List[str]:
+    """``python train_net.py --config-file config *opts`` (run from :data:`REPO`)."""
+    return [sys.executable, "train_net.py", "--config-file", config, *opts]
+
+
+def eval_command(
+    config: str, weights: str, mode: str, dataset: str, out_dir: str, opts: Sequence[str] = ()
+) -> List[str]:
+    """``train_net.py --eval-only`` of ``weights`` in ``mode`` on ``dataset`` only, results in
+    ``out_dir`` (the scene-graph metrics in :func:`metrics_file`); ``opts`` come last."""
+    return train_command(
+        config,
+        [
+            "--eval-only",
+            "MODEL.WEIGHTS",
+            weights,
+            "MODEL.SGG.MODE",
+            mode,
+            "DATASETS.TEST",
+            f'["{dataset}"]',  # a list: readable once shell-quoted
+            "OUTPUT_DIR",
+            out_dir,
+            *opts,
+        ],
+    )
+
+
+def single_thread_env() -> Dict[str, str]:
+    """This environment with one OpenMP / MKL thread (for parallel jobs)."""
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def run(cmd: Sequence[str], log_path: str, env: Optional[Mapping[str, str]] = None) -> float:
+    """Run ``cmd`` from :data:`REPO`, its stdout and stderr in ``log_path``; returns seconds.
+
+    Raises:
+        RuntimeError: a non-zero exit, naming the exit code, the command and the log.
+    """
+    start = time.time()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise RuntimeError(f"exit {proc.returncode}: {shlex.join(cmd)} (log: {log_path})")
+    return time.time() - start
+
+
+def run_step(cmd: Sequence[str], log_path: str) -> float:
+    """:func:`run`, printing the command before and its time after (sequential tools)."""
+    print(f"$ {shlex.join(cmd)}", flush=True)
+    seconds = run(cmd, log_path)
+    print(f"  done in {seconds:.0f} s (log {log_path})", flush=True)
+    return seconds
+
+
+def train_once(config: str, out_dir: str, opts: Sequence[str] = (), force: bool = False) -> str:
+    """Train ``config`` + ``opts`` into ``out_dir`` unless its ``model_final.pth`` exists
+    (or with ``force``); returns that checkpoint's path."""
+    final = os.path.join(out_dir, "model_final.pth")
+    if os.path.isfile(final) and not force:
+        print(f"reusing {final}", flush=True)
+        return final
+    os.makedirs(out_dir, exist_ok=True)
+    cmd = train_command(config, [*opts, "OUTPUT_DIR", out_dir])
+    run_step(cmd, os.path.join(out_dir, "train_stdout.log"))
+    return final
+
+
+def benchmark_args(description: str, models: Sequence[str], out: str, argv=None):
+    """The benchmarks' shared options: ``--models`` (of ``models``, default all), ``--out``
+    (default ``out``), ``--detector-iters``, ``--relation-iters``, ``--force``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--models", nargs="+", default=list(models), choices=models)
+    p.add_argument("--out", default=out)
+    p.add_argument("--detector-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
+    p.add_argument("--relation-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
+    p.add_argument("--force", action="store_true", help="retrain even if checkpoints exist")
+    return p.parse_args(argv)
+
+
+def exit_on_failed_step(tool: str, steps, *args):
+    """``steps(*args)``; a failed step's :class:`RuntimeError` (its command and log) ends the
+    tool with that one line instead of a traceback."""
+    try:
+        return steps(*args)
+    except RuntimeError as err:
+        raise SystemExit(f"{tool}: {err}") from None
+
+
+def make_synthetic_world(out: str) -> str:
+    """Generate the synthetic world under ``$SGG_DATASETS`` (default ``datasets``) unless
+    there (log in ``out/synthetic.log``); returns that datasets root."""
+    root = os.environ.get("SGG_DATASETS", "datasets")
+    os.makedirs(out, exist_ok=True)
+    cmd = [sys.executable, "-m", "sgg_d2.data.synthetic", "--no-progress"]
+    run_step(cmd + ["--root", os.path.join(root, "synthetic")], os.path.join(out, "synthetic.log"))
+    return root
 
 
 def metrics_file(eval_dir: str, dataset: str) -> str:

@@ -37,14 +37,15 @@ Verdict of ``--compare A:B`` per metric: ``holds`` when the mean of A - B over s
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _ablate_lib as lib  # noqa: E402
+if __package__:  # imported as tools.ablate (tests, python -m tools.ablate)
+    from . import _ablate_lib as lib
+else:  # python tools/ablate.py: Python puts this script's folder on sys.path
+    import _ablate_lib as lib
 
 
 def parse_args(argv=None):
@@ -169,12 +170,6 @@ class Study:
         self.lock = threading.Lock()
         self.started = time.time()
 
-    def env(self, single_thread: bool):
-        env = dict(os.environ)
-        if single_thread:
-            env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        return env
-
     def execute(self, cmd, log_path, single_thread):
         """Run one train_net.py command (cwd: the repository); returns seconds."""
         prefix = "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 " if single_thread else ""
@@ -182,14 +177,7 @@ class Study:
             print(f"$ {prefix}{shlex.join(cmd)}", flush=True)
         if self.args.dry_run:
             return 0.0
-        start = time.time()
-        with open(log_path, "w") as log:
-            proc = subprocess.run(
-                cmd, cwd=lib.REPO, env=self.env(single_thread), stdout=log, stderr=subprocess.STDOUT
-            )
-        if proc.returncode:
-            raise RuntimeError(f"exit {proc.returncode}: {shlex.join(cmd)} (log: {log_path})")
-        return time.time() - start
+        return lib.run(cmd, log_path, lib.single_thread_env() if single_thread else None)
 
     def grounded(self, name) -> bool:
         """Whether model ``name`` (leaf config + variant overrides) is segmentation-grounded."""
@@ -230,7 +218,7 @@ class Study:
         opts = ["OUTPUT_DIR", folder, "SEED", str(self.args.detector_seed)]
         cfg = lib.build_config([config], opts, self.args.detector_iters)
         config_path = lib.dump_config(cfg, os.path.join(folder, "config.yaml"))
-        cmd = [sys.executable, "train_net.py", "--config-file", config_path]
+        cmd = lib.train_command(config_path)
         seconds = self.execute(cmd, os.path.join(folder, "train.log"), single_thread=False)
         record.update(command=shlex.join(cmd), seconds=seconds)
         if not self.args.dry_run:
@@ -289,7 +277,7 @@ class Study:
             "config": config_path,
             "evals": {},
         }
-        cmd = [sys.executable, "train_net.py", "--config-file", config_path]
+        cmd = lib.train_command(config_path)
         record["train"] = {"command": shlex.join(cmd), "seconds": timing.get("train")}
         if not os.path.isfile(weights):
             timing["train"] = self.execute(cmd, os.path.join(folder, "train.log"), single)
@@ -297,22 +285,10 @@ class Study:
         for mode in self.args.modes:
             eval_dir = os.path.join(folder, f"eval_{mode}")
             metrics_path = lib.metrics_file(eval_dir, self.test_set)
-            cmd = [
-                sys.executable,
-                "train_net.py",
-                "--config-file",
-                config_path,
-                "--eval-only",
-                "MODEL.WEIGHTS",
-                weights,
-                "MODEL.SGG.MODE",
-                self.eval_modes[mode].base,
-                "DATASETS.TEST",
-                f'["{self.test_set}"]',  # a list: readable once shell-quoted
-                "OUTPUT_DIR",
-                eval_dir,
-                *self.eval_modes[mode].opts(),
-            ]
+            ev = self.eval_modes[mode]
+            cmd = lib.eval_command(
+                config_path, weights, ev.base, self.test_set, eval_dir, ev.opts()
+            )
             key = f"eval_{mode}"
             if not os.path.isfile(metrics_path):
                 os.makedirs(eval_dir, exist_ok=True)

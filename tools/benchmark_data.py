@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import sys
 import tempfile
 import time
 
@@ -107,7 +106,6 @@ def write_fixture(folder: str, n_images: int, n_boxes: int, n_rels: int, seed: i
 
 def _load_and_measure(folder: str, queue) -> None:
     """Child process: build train and test dicts, report times and peak RSS."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import sgg_d2  # noqa: F401  (installs the detectron2._C stand-in first)
     from sgg_d2.data import load_visual_genome
 

@@ -18,15 +18,13 @@ reproduced by hand. Existing checkpoints in ``--out`` are reused unless ``--forc
 Results are printed as tables and written to ``DIR/results.json``.
 """
 
-import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _ablate_lib as lib  # this script's folder is on sys.path
+
 MODELS = ("motifs", "vctree")
 SG_MODES = ("predcls", "sgcls")
 MASK_MODES = ("predcls", "sgcls", "sgdet")
@@ -34,30 +32,12 @@ MASK_DEPENDENT = ("touching", "on", "behind", "inside", "in hole of", "around")
 JOINT_DETECTOR = "configs/synthetic/mask_rcnn_R18_FPN_joint_detector.yaml"
 
 
-def run(cmd, log_path):
-    """Run a command from the repository root, its output in ``log_path``."""
-    print("+ " + " ".join(cmd), flush=True)
-    t0 = time.time()
-    with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"command failed ({proc.returncode}); see {log_path}")
-    print(f"  done in {time.time() - t0:.0f} s (log {log_path})", flush=True)
-
-
-def train_net(config, out_dir, opts, log_name):
-    cmd = [sys.executable, "train_net.py", "--config-file", config, *opts, "OUTPUT_DIR", out_dir]
+def evaluate(config, weights, mode, dataset, out_dir, opts):
+    """``train_net.py --eval-only`` on ``dataset`` into ``out_dir``; returns its log's path."""
     os.makedirs(out_dir, exist_ok=True)
-    run(cmd, os.path.join(out_dir, log_name))
-
-
-def train(config, out_dir, opts, force):
-    final = os.path.join(out_dir, "model_final.pth")
-    if os.path.isfile(final) and not force:
-        print(f"reusing {final}")
-        return final
-    train_net(config, out_dir, opts, "train_stdout.log")
-    return final
+    log_path = os.path.join(out_dir, "eval_stdout.log")
+    lib.run_step(lib.eval_command(config, weights, mode, dataset, out_dir, opts), log_path)
+    return log_path
 
 
 def parse_copypaste(log_path):
@@ -74,51 +54,29 @@ def parse_copypaste(log_path):
 
 def sg_metrics(config, weights, mode, out_dir, opts):
     """Scene-graph metrics on synthetic_test, plus the mask-dependent mR@50."""
-    train_net(
-        config,
-        out_dir,
-        ["--eval-only", "MODEL.WEIGHTS", weights, "MODEL.SGG.MODE", mode, *opts,
-         "DATASETS.TEST", "('synthetic_test',)"],
-        "eval_stdout.log",
-    )  # fmt: skip
-    path = os.path.join(out_dir, "inference", "synthetic_test", "scene_graph_metrics.json")
-    with open(path) as f:
-        report = json.load(f)
-    metrics = dict(report["metrics"])
-    per = report["per_predicate"]
-    missing = [p for p in MASK_DEPENDENT if p not in per]
+    evaluate(config, weights, mode, "synthetic_test", out_dir, opts)
+    path = lib.metrics_file(out_dir, "synthetic_test")
+    metrics = lib.read_metrics(path)
+    missing = [p for p in MASK_DEPENDENT if f"R@50({p})" not in metrics]
     if missing:
         raise SystemExit(f"{path}: no per-predicate recall for {missing}")
-    metrics["mask-dep mR@50"] = sum(per[p].get("R@50", 0.0) for p in MASK_DEPENDENT) / len(
-        MASK_DEPENDENT
-    )
+    recalls = [metrics[f"R@50({p})"] for p in MASK_DEPENDENT]
+    metrics["mask-dep mR@50"] = sum(recalls) / len(MASK_DEPENDENT)
     return metrics
 
 
 def mask_ap(config, weights, mode, refine, out_dir, opts):
     """COCO mask AP of a grounded model on synthetic_masks_val."""
-    train_net(
-        config,
-        out_dir,
-        ["--eval-only", "MODEL.WEIGHTS", weights, "MODEL.SGG.MODE", mode,
-         "MODEL.SGG.GROUNDING.REFINE_AT_TEST", str(refine), *opts,
-         "DATASETS.TEST", "('synthetic_masks_val',)"],
-        "eval_stdout.log",
-    )  # fmt: skip
-    results = parse_copypaste(os.path.join(out_dir, "eval_stdout.log"))
+    opts = ["MODEL.SGG.GROUNDING.REFINE_AT_TEST", str(refine), *opts]
+    log_path = evaluate(config, weights, mode, "synthetic_masks_val", out_dir, opts)
+    results = parse_copypaste(log_path)
     if "segm" not in results:
-        raise SystemExit(f"{out_dir}/eval_stdout.log: no mask AP (Task: segm) found")
+        raise SystemExit(f"{log_path}: no mask AP (Task: segm) found")
     return results["segm"]
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--out", default="output/benchmark_grounding")
-    p.add_argument("--detector-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
-    p.add_argument("--relation-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
-    p.add_argument("--force", action="store_true", help="retrain even if checkpoints exist")
-    return p.parse_args()
+def parse_args(argv=None):
+    return lib.benchmark_args(__doc__.split("\n")[0], MODELS, "output/benchmark_grounding", argv)
 
 
 def schedule(iters):
@@ -129,18 +87,21 @@ def schedule(iters):
             "SOLVER.WARMUP_ITERS", str(min(50, max(1, iters // 10)))]  # fmt: skip
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    root = os.environ.get("SGG_DATASETS", "datasets")
-    run(
-        [sys.executable, "-m", "sgg_d2.data.synthetic", "--root", os.path.join(root, "synthetic"),
-         "--no-progress"],
-        os.path.join(out, "synthetic.log"),
-    )  # fmt: skip
+    results = lib.exit_on_failed_step("benchmark_grounding.py", run_models, args, out)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print_tables(results, args.models)
+
+
+def run_models(args, out):
+    """Joint detector once; plain and grounded runs of each model on it, their scene-graph
+    metrics and the grounded runs' mask AP."""
+    root = lib.make_synthetic_world(out)
     det_dir = os.path.join(out, "joint_detector")
-    detector = train(JOINT_DETECTOR, det_dir, schedule(args.detector_iters), args.force)
+    detector = lib.train_once(JOINT_DETECTOR, det_dir, schedule(args.detector_iters), args.force)
     results = {"detector": detector_metrics(det_dir), "sg": {}, "masks": {}}
     vectors = os.path.join(root, "synthetic", "glove", "synthetic.50d.txt")
     for model in args.models:
@@ -152,7 +113,8 @@ def main():
             if variant == "grounded":
                 opts += ["MODEL.SGG.GROUNDING.WORD_VECTORS", vectors]
             run_dir = os.path.join(out, f"{model}_{variant}")
-            weights = train(config, run_dir, opts + schedule(args.relation_iters), args.force)
+            train_opts = opts + schedule(args.relation_iters)
+            weights = lib.train_once(config, run_dir, train_opts, args.force)
             for mode in SG_MODES:
                 key = f"{model}/{variant}/{mode}"
                 results["sg"][key] = sg_metrics(
@@ -166,9 +128,7 @@ def main():
                             run_dir, f"masks_{mode}_{'refined' if refine else 'raw'}"
                         )
                         results["masks"][key] = mask_ap(config, weights, mode, refine, sub, opts)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    print_tables(results, args.models)
+    return results
 
 
 def detector_metrics(det_dir):
@@ -206,4 +166,4 @@ def print_tables(results, models):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,14 +15,11 @@ by hand. Existing checkpoints and evaluations (newer than their checkpoint) in `
 are reused unless ``--force``.
 """
 
-import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _ablate_lib as lib  # this script's folder is on sys.path
+
 MODELS = (
     "frequency",
     "imp",
@@ -35,79 +32,41 @@ MODELS = (
 )
 MODES = ("predcls", "sgcls", "sgdet")
 COLUMNS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50")
-
-
-def run(cmd, log_path):
-    print("+ " + " ".join(cmd), flush=True)
-    t0 = time.time()
-    with open(log_path, "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"command failed ({proc.returncode}); see {log_path}")
-    print(f"  done in {time.time() - t0:.0f} s (log {log_path})", flush=True)
-
-
-def train(config, out_dir, opts, force):
-    final = os.path.join(out_dir, "model_final.pth")
-    if os.path.isfile(final) and not force:
-        print(f"reusing {final}")
-        return final
-    os.makedirs(out_dir, exist_ok=True)
-    cmd = [sys.executable, "train_net.py", "--config-file", config, "OUTPUT_DIR", out_dir, *opts]
-    run(cmd, os.path.join(out_dir, "train_stdout.log"))
-    return final
+TEST_SET = "synthetic_test"
 
 
 def evaluate(config, weights, mode, out_dir, force=False):
-    path = os.path.join(out_dir, "inference", "synthetic_test", "scene_graph_metrics.json")
+    """Scene-graph metrics of ``weights`` in ``mode`` on ``synthetic_test``; an evaluation
+    in ``out_dir`` newer than the checkpoint is reused unless ``force``."""
+    path = lib.metrics_file(out_dir, TEST_SET)
     if os.path.isfile(path) and not force and os.path.getmtime(path) > os.path.getmtime(weights):
-        with open(path) as f:
-            return json.load(f)["metrics"]
+        return lib.read_metrics(path)
     os.makedirs(out_dir, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "train_net.py",
-        "--config-file",
-        config,
-        "--eval-only",
-        "MODEL.WEIGHTS",
-        weights,
-        "MODEL.SGG.MODE",
-        mode,
-        "DATASETS.TEST",
-        "('synthetic_test',)",
-        "OUTPUT_DIR",
-        out_dir,
-    ]
-    run(cmd, os.path.join(out_dir, "eval_stdout.log"))
-    with open(path) as f:
-        return json.load(f)["metrics"]
+    cmd = lib.eval_command(config, weights, mode, TEST_SET, out_dir)
+    lib.run_step(cmd, os.path.join(out_dir, "eval_stdout.log"))
+    return lib.read_metrics(path)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    p.add_argument("--out", default="output/benchmark_synthetic")
-    p.add_argument("--detector-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
-    p.add_argument("--relation-iters", type=int, default=None, help="override SOLVER.MAX_ITER")
-    p.add_argument("--force", action="store_true", help="retrain even if checkpoints exist")
-    args = p.parse_args()
+def parse_args(argv=None):
+    return lib.benchmark_args(__doc__.split("\n")[0], MODELS, "output/benchmark_synthetic", argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     out = os.path.abspath(args.out)
-    root = os.environ.get("SGG_DATASETS", "datasets")
-    run(
-        [
-            sys.executable,
-            "-m",
-            "sgg_d2.data.synthetic",
-            "--root",
-            os.path.join(root, "synthetic"),
-            "--no-progress",
-        ],
-        os.path.join(os.makedirs(out, exist_ok=True) or out, "synthetic.log"),
-    )
+    results = lib.exit_on_failed_step("benchmark_synthetic.py", run_models, args, out)
+    print_table(results, args.models)
+    check_claim(results, args.models)
+    if {"reldn", "reldn_nocontrastive"} <= set(args.models):
+        compare_on_same_class_images(out)
 
+
+def run_models(args, out):
+    """Detector once, then each model trained in SGCls and evaluated in every mode;
+    returns ``{(model, mode): metrics}``."""
+    lib.make_synthetic_world(out)
     det_opts = ["SOLVER.MAX_ITER", str(args.detector_iters)] if args.detector_iters else []
-    detector = train(
+    detector = lib.train_once(
         "configs/synthetic/faster_rcnn_R18_FPN_detector.yaml",
         os.path.join(out, "detector"),
         det_opts,
@@ -119,15 +78,12 @@ def main():
         opts = ["MODEL.SGG.DETECTOR_WEIGHTS", detector]
         if args.relation_iters:
             opts += ["SOLVER.MAX_ITER", str(args.relation_iters)]
-        weights = train(config, os.path.join(out, model), opts, args.force)
+        weights = lib.train_once(config, os.path.join(out, model), opts, args.force)
         for mode in MODES:
             results[model, mode] = evaluate(
                 config, weights, mode, os.path.join(out, model, mode), args.force
             )
-    print_table(results, args.models)
-    check_claim(results, args.models)
-    if {"reldn", "reldn_nocontrastive"} <= set(args.models):
-        compare_on_same_class_images(out)
+    return results
 
 
 def print_table(results, models):
@@ -175,7 +131,7 @@ def compare_on_same_class_images(out):
     print("| model | mode | R@50 | mR@50 | R@100 | mR@100 |\n|---|---|---:|---:|---:|---:|")
     for model in ("reldn", "reldn_nocontrastive"):
         for mode in ("predcls", "sgcls", "sgdet"):
-            folder = os.path.join(out, model, mode, "inference", "synthetic_test")
+            folder = os.path.dirname(lib.metrics_file(os.path.join(out, model, mode), TEST_SET))
             saved = load_compact_predictions(os.path.join(folder, "scene_graph_predictions.pth"))
             records = [r for r in saved["predictions"] if r["image_id"] in keep]
             m = SceneGraphEvaluator("synthetic_test", mode=mode).evaluate_predictions(records)
@@ -187,4 +143,4 @@ def compare_on_same_class_images(out):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -20,7 +20,7 @@ export SGG_DATASETS=$DATA
 DET_CFG=configs/synthetic/faster_rcnn_R18_FPN_detector.yaml
 REL_CFG=configs/synthetic/motifs_R18_FPN_sgcls.yaml
 # Detector iterations: the config's (1400) by default; more iterations than the 10-minute
-# budget holds give a better detector (README "Demo detector").
+# budget holds give a better detector (docs/DEMO_DETECTOR.md).
 DET_ITERS=${DET_ITERS:-$(awk '/^  MAX_ITER:/ {print $2}' "$DET_CFG")}
 [ -n "$DET_ITERS" ] || { echo "no SOLVER.MAX_ITER in $DET_CFG: set DET_ITERS" >&2; exit 1; }
 # MOTIFS iterations (the config's 1500 do not fit the 10-minute budget)

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from tools import _ablate_lib as lib
+from tools import ablate
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-import _ablate_lib as lib  # noqa: E402
-import ablate  # noqa: E402
 
 
 def test_parse_variant_with_commas_inside_values():
@@ -105,6 +105,26 @@ def test_unknown_model_and_world_are_named():
         lib.leaf_config("nope")
     with pytest.raises(ValueError, match=r"--world imaginary: no such file .*imaginary"):
         lib.world_files("imaginary")
+
+
+def test_run_logs_the_output_and_names_a_failure(tmp_path):
+    log = tmp_path / "ok.log"
+    seconds = lib.run([sys.executable, "-c", "import os; print(os.getcwd())"], str(log))
+    assert seconds >= 0 and log.read_text() == f"{REPO}\n"  # run from the repository
+    bad = tmp_path / "bad.log"
+    with pytest.raises(
+        RuntimeError, match=rf"exit 3: .* -c 'print\(1\); exit\(3\)' \(log: {bad}\)"
+    ):
+        lib.run([sys.executable, "-c", "print(1); exit(3)"], str(bad))
+    assert bad.read_text() == "1\n"
+
+
+def test_train_once_reuses_a_finished_run_unless_forced(tmp_path, capsys):
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    assert lib.train_once("no/such/config.yaml", str(tmp_path)) == str(tmp_path / "model_final.pth")
+    assert "reusing" in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="exit 1: .*no/such/config.yaml .*train_stdout.log"):
+        lib.train_once("no/such/config.yaml", str(tmp_path), force=True)
 
 
 def _finished_run(out, model, seed, metrics):

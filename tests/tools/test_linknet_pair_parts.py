@@ -1,17 +1,12 @@
-"""tools/linknet_pair_parts.py: the G0 / layout split of LinkNet's logits, by hand."""
+"""tools/research/linknet_pair_parts.py: the G0 / layout split of LinkNet's logits, by hand."""
 
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from modeling.test_linknet_context import UNION_DIM, make_inputs, make_model
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-sys.path.insert(0, str(REPO / "tests" / "modeling"))
-import linknet_pair_parts  # noqa: E402
-from test_linknet_context import UNION_DIM, make_inputs, make_model  # noqa: E402
+from tools.research import linknet_pair_parts
 
 
 def fake_model(context, num_predicates=5):

@@ -8,7 +8,7 @@ checkpoint this prints, averaged over the pairs of the first ``--images`` test i
 the norm of each part and the spread (std over the predicate classes) of the logits each
 part contributes — a part whose spread is near 0 does not influence the ranking.
 
-    python tools/linknet_pair_parts.py --run output/study/crowded1000/runs/linknet/seed1 \
+    python tools/research/linknet_pair_parts.py --run output/study/crowded1000/runs/linknet/seed1 \
         --weights model_0000299.pth model_final.pth --dataset synthetic_crowded_test
 
 ``--run`` is a training folder holding ``config.yaml`` (a LinkNet model) and the weights.
@@ -16,18 +16,16 @@ part contributes — a part whose spread is near 0 does not influence the rankin
 
 import argparse
 import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# isort: off
+import sgg_d2  # noqa: F401  (first: Detectron2's compiled-ops stand-in, models, datasets)
+from detectron2.checkpoint import DetectionCheckpointer
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
-
-import sgg_d2  # noqa: E402,F401  (registers the models and datasets)
-from sgg_d2.config import add_sgg_config  # noqa: E402
-from sgg_d2.engine.trainer import SceneGraphTrainer  # noqa: E402
+# isort: on
+from sgg_d2.config import load_config
+from sgg_d2.engine import SceneGraphTrainer
 
 
 def parse_args(argv=None):
@@ -76,11 +74,7 @@ def part_statistics(model, loader, images: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    cfg.merge_from_file(os.path.join(args.run, "config.yaml"))
-    cfg.MODEL.SGG.MODE = args.mode
-    cfg.freeze()
+    cfg = load_config(os.path.join(args.run, "config.yaml"), ["MODEL.SGG.MODE", args.mode])
     model = SceneGraphTrainer.build_model(cfg).eval()
     loader = SceneGraphTrainer.build_test_loader(cfg, args.dataset or cfg.DATASETS.TEST[0])
     print("| weights | norm of G0 | norm of K2 b | logit std from G0 | from K2 b |")

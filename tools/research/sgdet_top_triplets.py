@@ -1,13 +1,15 @@
 #!/usr/bin/env python
 """How trustworthy are a model's best SGDet triplets? Precision of the top K per image.
 
-    python tools/sgdet_top_triplets.py --config-file configs/synthetic/motifs_R18_FPN_sgcls.yaml \\
+    python tools/research/sgdet_top_triplets.py \\
+        --config-file configs/synthetic/motifs_R18_FPN_sgcls.yaml \\
         --dataset synthetic_test --top-k 5 MODEL.WEIGHTS output/demo/motifs/model_final.pth
 
 For every image of ``--dataset`` the model runs in SGDet mode (``SceneGraphPredictor``,
 boxes in the image's pixels); each of its ``--top-k`` best triplets counts as correct when
 a GT relation has the same subject class, object class and predicate and both GT boxes
-overlap the predicted ones with IoU >= 0.5 (the SGDet matching rule). Prints the fraction
+overlap the predicted ones with IoU >= 0.5 (the SGDet matching rule of
+``sgg_d2.evaluation.functional.relation_overlaps``). Prints the fraction
 of correct triplets among all top-K triplets, and the number of same-class object pairs
 whose boxes overlap with IoU > ``--nms-iou`` (duplicates), as JSON.
 """
@@ -20,14 +22,16 @@ import sys
 import sgg_d2  # noqa: F401  (first: installs the detectron2._C stand-in when needed)
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.structures import Boxes, BoxMode, pairwise_iou
+from detectron2.structures import pairwise_iou
 
 # isort: on
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from sgg_d2.engine import SceneGraphPredictor, load_config
+from sgg_d2.config import load_config
+from sgg_d2.engine import SceneGraphPredictor
+from sgg_d2.evaluation.functional import GroundTruthGraph, PredictedTriplets, relation_overlaps
+from sgg_d2.evaluation.ground_truth import predicate_classes_of, record_to_ground_truth
 
 
 def parse_args(argv=None):
@@ -41,30 +45,25 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def gt_of(record):
-    """(G, 4) XYXY boxes, (G,) classes, (R, 3) relations of a dataset dict."""
-    annos = record["annotations"]
-    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos]
-    classes = [a["category_id"] for a in annos]
-    rels = np.asarray(record["relations"], dtype=np.int64).reshape(-1, 3)
-    return torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(classes), rels
+def top_k_hits(inst, rels, gt: GroundTruthGraph, k: int, iou_threshold: float = 0.5):
+    """Number of the ``k`` best predicted triplets that match some GT triplet (the SGDet
+    rule of ``relation_overlaps``: same classes and predicate, both IoUs >= the threshold),
+    and how many triplets were counted (fewer than ``k`` when the model gives fewer).
 
-
-def top_k_hits(inst, rels, gt, k: int, iou_threshold: float = 0.5):
-    """Number of the ``k`` best predicted triplets that match a GT triplet, and how many
-    triplets were counted (fewer than ``k`` when the model gives fewer)."""
-    gt_boxes, gt_classes, gt_rels = gt
+    Args:
+        inst: the image's objects (``pred_boxes``, ``pred_classes``), on the CPU.
+        rels: its ``Relations``, best first (``pair_indices``, ``predicates``).
+        gt: its ground truth, boxes in the same frame as ``inst``.
+    """
     top = rels[:k]
-    if len(top) == 0 or len(gt_rels) == 0:
-        return 0, len(top)
-    iou = pairwise_iou(inst.pred_boxes, Boxes(gt_boxes))  # (N, G)
-    same = inst.pred_classes[:, None] == gt_classes[None, :]
-    ok = (iou >= iou_threshold) & same  # (N, G): object i may stand for GT object g
-    hits = 0
-    for (s, o), p in zip(top.pair_indices.tolist(), top.predicates.tolist()):
-        match = ok[s, gt_rels[:, 0]] & ok[o, gt_rels[:, 1]] & (torch.as_tensor(gt_rels[:, 2]) == p)
-        hits += int(match.any())
-    return hits, len(top)
+    pred = PredictedTriplets(
+        inst.pred_boxes.tensor.numpy(),
+        inst.pred_classes.numpy(),
+        top.pair_indices.numpy(),
+        top.predicates.numpy(),
+    )
+    matched = (relation_overlaps(gt, pred) >= iou_threshold).any(axis=1)
+    return int(matched.sum()), len(top)
 
 
 def duplicates(inst, iou_threshold: float) -> int:
@@ -80,13 +79,17 @@ def main(argv=None):
     cfg = load_config(args.config_file, [*args.opts, "MODEL.SGG.MODE", "sgdet"])
     predictor = SceneGraphPredictor(cfg)
     records = DatasetCatalog.get(args.dataset)
+    num_predicates = len(predicate_classes_of(args.dataset))
     if args.max_images:
         records = records[: args.max_images]
     hits = counted = dups = objects = 0
     for record in tqdm(records, desc=args.dataset, unit="img"):
         out = predictor.run(read_image(record["file_name"], format="BGR"))
         inst, rels = out["instances"].to("cpu"), out["relations"].to("cpu")
-        h, c = top_k_hits(inst, rels, gt_of(record), args.top_k)
+        gt = record_to_ground_truth(
+            record, num_predicates, f"{args.dataset}: {record['file_name']}"
+        )
+        h, c = top_k_hits(inst, rels, gt, args.top_k)
         hits, counted = hits + h, counted + c
         dups += duplicates(inst, args.nms_iou)
         objects += len(inst)
