@@ -2,12 +2,15 @@
 
 Every ``register_*`` function registers a split lazily in Detectron2's ``DatasetCatalog``
 and sets its ``MetadataCatalog`` entry (``thing_classes``, ``predicate_classes``,
-``evaluator_type``, ``train_split``). The standard names under ``$SGG_DATASETS`` are
-registered by :mod:`sgg_d2.data.builtin` (imported by ``sgg_d2``). Formats and layouts:
-``datasets/README.md``.
+``evaluator_type``, ``train_split``, ``thing_dataset_id_to_contiguous_id``). The standard
+names under ``$SGG_DATASETS`` are registered by :mod:`sgg_d2.data.builtin` (imported by
+``sgg_d2``). Formats and layouts: ``datasets/README.md``. :func:`check_class_counts` and
+:func:`validate_training_data` check a config and its training data before training
+(``SceneGraphTrainer`` calls them).
 """
 
 from ._checks import DatasetFormatError
+from .consistency import check_class_counts
 from .dataset_mapper import (
     AugmentedShapeMapper,
     SceneGraphDatasetMapper,
@@ -23,6 +26,7 @@ from .statistics import (
     get_dataset_statistics,
     get_zero_shot_triplets,
 )
+from .validate import TrainingDataError, validate_training_data
 from .visual_genome import load_visual_genome, register_visual_genome
 from .vrd import load_vrd, register_vrd
 
@@ -30,7 +34,9 @@ __all__ = [
     "AugmentedShapeMapper",
     "DatasetFormatError",
     "SceneGraphDatasetMapper",
+    "TrainingDataError",
     "build_augmentations",
+    "check_class_counts",
     "compute_statistics",
     "compute_zero_shot_triplets",
     "dataset_fingerprint",
@@ -45,4 +51,5 @@ __all__ = [
     "register_scene_graph_json",
     "register_visual_genome",
     "register_vrd",
+    "validate_training_data",
 ]

@@ -17,7 +17,7 @@ Rule, applied to absolute ``XYXY`` boxes in image pixels:
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
@@ -28,10 +28,12 @@ from ._checks import DEGENERATE_RULES, DatasetFormatError, check_degenerate_rule
 __all__ = [
     "DEGENERATE_RULES",
     "BoxStats",
+    "CLIPPED_EXAMPLES",
     "check_degenerate_rule",
     "clip_to_image",
     "degenerate_mask",
     "enlarge_boxes",
+    "image_label",
     "reindex_relations",
     "sanitize_image_boxes",
     "make_record",
@@ -43,18 +45,50 @@ logger = logging.getLogger(__name__)
 ArrayOrScalar = Union[np.ndarray, float]
 
 
+# Images named in the clipping log line (the rest are counted).
+CLIPPED_EXAMPLES = 3
+
+
+def image_label(file_name: str, image_id: Any) -> str:
+    """How log lines name an image: ``"<file name> (image_id <id>)"``."""
+    return f"{file_name} (image_id {image_id})"
+
+
 @dataclass
 class BoxStats:
-    """Counts of box fixes made while loading one split."""
+    """Counts of box fixes made while loading one split.
+
+    ``clipped_examples`` names the first :data:`CLIPPED_EXAMPLES` images with a clipped
+    box (:func:`image_label`); ``clipped_images`` counts them all.
+    """
 
     clipped: int = 0
     degenerate: int = 0
     dropped_relations: int = 0
+    clipped_images: int = 0
+    clipped_examples: List[str] = field(default_factory=list)
+
+    def note_clipped(self, count: int, file_name: str, image_id: Any) -> None:
+        """Count ``count`` clipped boxes of one image (nothing when 0)."""
+        if not count:
+            return
+        self.clipped += count
+        self.clipped_images += 1
+        if len(self.clipped_examples) < CLIPPED_EXAMPLES:
+            self.clipped_examples.append(image_label(file_name, image_id))
 
     def log(self, label: str, rule: str) -> None:
         """Log one summary line (only when something was changed)."""
         if self.clipped:
-            logger.info("%s: clipped %d boxes to the image", label, self.clipped)
+            more = self.clipped_images - len(self.clipped_examples)
+            logger.info(
+                "%s: clipped %d boxes to the image in %d images: %s%s",
+                label,
+                self.clipped,
+                self.clipped_images,
+                ", ".join(self.clipped_examples),
+                f" and {more} more" if more > 0 else "",
+            )
         if self.degenerate:
             extra = f", {self.dropped_relations} relations dropped" if rule == "drop" else ""
             logger.warning(
@@ -132,6 +166,7 @@ def sanitize_image_boxes(
     rule: str,
     where: str,
     stats: BoxStats,
+    image: Tuple[str, Any],
 ) -> Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]:
     """Apply the module's box rule to the objects of one image.
 
@@ -142,6 +177,7 @@ def sanitize_image_boxes(
         rule: one of :data:`DEGENERATE_RULES`.
         where: image description used in error messages (file and image key).
         stats: counters updated in place.
+        image: ``(file name, image id)``, named in the clipping log line.
 
     Returns:
         boxes (N', 4), the (N,) bool mask of kept objects (``None`` when all are kept) and
@@ -156,7 +192,7 @@ def sanitize_image_boxes(
             "(expected finite x1 <= x2 and y1 <= y2)"
         )
     boxes, clipped = clip_to_image(boxes, width, height)
-    stats.clipped += int(clipped.sum())
+    stats.note_clipped(int(clipped.sum()), *image)
     degenerate = degenerate_mask(boxes)
     if not degenerate.any():
         return boxes, None, relations
@@ -197,7 +233,7 @@ def make_record(
             ``segmentation``), merged into the annotations.
     """
     boxes, keep, relations = sanitize_image_boxes(
-        boxes, relations, width, height, rule, where, stats
+        boxes, relations, width, height, rule, where, stats, (file_name, image_id)
     )
     classes = np.asarray(classes, dtype=np.int64)
     if keep is not None:

@@ -25,9 +25,14 @@ __all__ = [
     "DEGENERATE_RULES",
     "check_degenerate_rule",
     "register_split",
+    "REGISTERED_BEFORE_SGG_D2",
 ]
 
 logger = logging.getLogger(__name__)
+
+# Names in the catalog before sgg_d2 registered anything: Detectron2's own built-ins
+# (registered when ``detectron2.data`` is imported, which the import above does).
+REGISTERED_BEFORE_SGG_D2 = frozenset(DatasetCatalog.list())
 
 # EXIF orientations 5-8 rotate by 90 degrees, so width and height swap once Detectron2's
 # ``read_image`` has applied them.
@@ -147,6 +152,7 @@ def register_split(
     *,
     train_split: Optional[str] = None,
     metadata: Optional[Dict[str, Any]] = None,
+    category_ids: Optional[Sequence[int]] = None,
     **options: Any,
 ) -> None:
     """Register ``loader(**options)`` under ``name`` (lazily) with scene-graph metadata.
@@ -161,6 +167,11 @@ def register_split(
         train_split: matching training split; default derived from ``name`` by
             :func:`resolve_train_split`.
         metadata: extra metadata to set (e.g. ``dataset_root``); wins over the above.
+        category_ids: the annotation file's own id of each class, in ``thing_classes``
+            order (default: the 0-based index). Set as Detectron2's
+            ``thing_dataset_id_to_contiguous_id`` (``{id: index}``), which its
+            ``COCOEvaluator`` uses to score box predictions (0-based classes) against
+            the dataset.
         options: keyword options of ``loader``; checked now (an unknown name is a
             ``TypeError``, a bad ``degenerate_boxes`` a ``ValueError``).
 
@@ -171,11 +182,13 @@ def register_split(
     signature.bind_partial(**options)
     default_rule = signature.parameters["degenerate_boxes"].default
     check_degenerate_rule(options.get("degenerate_boxes", default_rule))
+    ids = range(len(classes[0])) if category_ids is None else category_ids
     register_lazy(
         name,
         lambda: loader(**options),
         {
             "thing_classes": classes[0],
+            "thing_dataset_id_to_contiguous_id": {int(i): k for k, i in enumerate(ids)},
             "predicate_classes": classes[1],
             "evaluator_type": evaluator_type,
             "train_split": resolve_train_split(name, train_split),

@@ -12,10 +12,11 @@ them (``load_config`` calls it, so ``train_net.py``, ``demo/demo.py`` and
 """
 
 import os
-from typing import Iterable, List
+from typing import Iterable, List, Set
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ._checks import REGISTERED_BEFORE_SGG_D2
 from .builtin import default_datasets_root
 from .scene_graph_json import register_scene_graph_json
 
@@ -57,7 +58,7 @@ def register_json_datasets(entries: Iterable, key: str = "DATASETS.SGG.JSON") ->
             )
         name, json_file, image_root = entry
         if name in DatasetCatalog.list():
-            known = MetadataCatalog.get(name).get("json_file", None)
+            known = MetadataCatalog.get(name).get("annotation_file", None)
             if known is not None and os.path.abspath(known) == os.path.abspath(json_file):
                 continue
             raise ValueError(
@@ -71,7 +72,7 @@ def register_json_datasets(entries: Iterable, key: str = "DATASETS.SGG.JSON") ->
             raise ValueError(f"{key}[{i}] ({name!r}): image folder {image_root} not found")
         # dataset_root: statistics are cached next to the annotations, as for builtin data
         folder = os.path.dirname(os.path.abspath(json_file))
-        meta = {"json_file": json_file, "dataset_root": folder}
+        meta = {"dataset_root": folder}
         register_scene_graph_json(name, json_file, image_root, metadata=meta)
         done.append(name)
     return done
@@ -87,8 +88,8 @@ def require_registered(names: Iterable[str], key: str) -> None:
 
     Raises:
         DatasetNotRegisteredError: (a ``KeyError``) naming the missing dataset, the
-            datasets root where builtin names are looked for, and how to register custom
-            data.
+            datasets root where builtin names are looked for, how to register custom
+            data, and the registered names (Detectron2's own built-ins only counted).
     """
     known = set(DatasetCatalog.list())
     for name in names:
@@ -100,5 +101,17 @@ def require_registered(names: Iterable[str], key: str) -> None:
             f"$SGG_DATASETS={root} when their files exist there (layouts: datasets/README.md"
             f"{'; that folder does not exist' if not os.path.isdir(root) else ''}); custom "
             "scene-graph JSON data: DATASETS.SGG.JSON [[name, annotation_file, image_root]]. "
-            f"Registered: {', '.join(sorted(known)) or 'none'}"
+            f"{_registered_summary(known)}"
         )
+
+
+def _registered_summary(known: Set[str]) -> str:
+    """The registered names worth listing: sgg_d2's and the user's. Detectron2's own
+    built-ins (registered before sgg_d2, without ``predicate_classes``) are only counted."""
+    d2_builtin = {
+        n
+        for n in known & REGISTERED_BEFORE_SGG_D2
+        if MetadataCatalog.get(n).get("predicate_classes") is None
+    }
+    listed = ", ".join(sorted(known - d2_builtin)) or "none"
+    return f"Registered: {listed} ({len(d2_builtin)} Detectron2 built-in names not listed)"

@@ -9,7 +9,9 @@ One file per split (full description and an example in ``datasets/README.md``)::
                       "segmentation": <optional COCO polygons or RLE>}],
      "relations": [{"image_id": 7, "subject_id": 70, "object_id": 71, "predicate_id": 1}]}
 
-Category and predicate ids are arbitrary ints, mapped to 0-based indices in list order.
+Category and predicate ids are arbitrary ints, mapped to 0-based indices in list order
+(metadata ``thing_dataset_id_to_contiguous_id`` records the category mapping, so that
+Detectron2's ``COCOEvaluator`` reports results under the file's own ids).
 Annotations keep their order of appearance within each image; relations reference
 annotation ids of the same image. Uncompressed RLE (``counts`` as a list) is converted to
 compressed RLE, as Detectron2's COCO loader does.
@@ -17,7 +19,7 @@ compressed RLE, as Detectron2's COCO loader does.
 
 import os
 from functools import partial
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -55,11 +57,20 @@ def _id_map(entries: List[Dict], key: str, json_file: str) -> Tuple[Dict[Any, in
 
 def read_scene_graph_json_classes(json_file: str) -> Tuple[List[str], List[str]]:
     """``thing_classes`` and ``predicate_classes`` of a scene-graph JSON file."""
+    return _read_vocabulary(json_file)[:2]
+
+
+def _read_vocabulary(json_file: str) -> Tuple[List[str], List[str], Optional[List[int]]]:
+    """Class names, predicate names and the category ids in list order (``None`` when
+    some id is not an int: COCO, and so Detectron2's ``COCOEvaluator``, needs int ids,
+    and the 0-based indices are used instead)."""
     data = _read(json_file)
-    return (
-        _id_map(data["categories"], "categories", json_file)[1],
-        _id_map(data["predicate_categories"], "predicate_categories", json_file)[1],
-    )
+    _, thing_classes = _id_map(data["categories"], "categories", json_file)
+    _, predicate_classes = _id_map(data["predicate_categories"], "predicate_categories", json_file)
+    ids = [entry["id"] for entry in data["categories"]]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        ids = None
+    return thing_classes, predicate_classes, ids
 
 
 def _collect_annotations(data, images, categories, json_file):
@@ -177,7 +188,10 @@ def register_scene_graph_json(
     """Register a scene-graph JSON split under ``name`` in one call (loaded lazily).
 
     The file is parsed once now for its class lists (metadata ``thing_classes`` and
-    ``predicate_classes``, in list order); evaluator type ``"scene_graph"``.
+    ``predicate_classes``, in list order) and category ids (metadata
+    ``thing_dataset_id_to_contiguous_id``, ``{file id: 0-based index}``); evaluator type
+    ``"scene_graph"``; metadata ``annotation_file`` is ``json_file`` (``json_file`` is
+    left unset: Detectron2's ``COCOEvaluator`` would read it as a COCO file).
 
     Args:
         name: dataset name, e.g. ``"my_data_train"``.
@@ -187,6 +201,7 @@ def register_scene_graph_json(
             (extra metadata, e.g. ``dataset_root``) and the keyword options of
             :func:`load_scene_graph_json` (``degenerate_boxes``), all checked now.
     """
-    classes = read_scene_graph_json_classes(json_file)
+    *classes, ids = _read_vocabulary(json_file)
     load = partial(load_scene_graph_json, json_file, image_root)
-    register_split(name, load, classes, "scene_graph", image_root, **options)
+    options["metadata"] = {"annotation_file": json_file, **(options.get("metadata") or {})}
+    register_split(name, load, classes, "scene_graph", image_root, category_ids=ids, **options)

@@ -30,7 +30,15 @@ import numpy as np
 from detectron2.structures import Boxes, BoxMode
 from detectron2.structures.boxes import matched_pairwise_iou
 
-from ._boxes import BoxStats, check_degenerate_rule, clip_to_image, degenerate_mask, enlarge_boxes
+from ._boxes import (
+    CLIPPED_EXAMPLES,
+    BoxStats,
+    check_degenerate_rule,
+    clip_to_image,
+    degenerate_mask,
+    enlarge_boxes,
+    image_label,
+)
 from ._checks import DatasetFormatError, register_split, require_file, resolve_train_split
 from ._vg_h5 import load_image_data, load_vg_classes, read_vg_h5, validate_vg_h5
 
@@ -54,7 +62,16 @@ def _convert_boxes(a, box_owner, sizes, box_scale: int, rule: str, h5_file: str)
     corners[:, 2:] = corners[:, :2] + centre_size[:, 2:]
     corners *= scale[:, None]
     corners, clipped = clip_to_image(corners, widths, heights)
-    stats = BoxStats(clipped=int((clipped & owned).sum()))
+    per_image = np.bincount(box_owner[clipped & owned], minlength=len(sizes["image_id"]))
+    hit = np.nonzero(per_image)[0]
+    stats = BoxStats(
+        clipped=int(per_image.sum()),
+        clipped_images=len(hit),
+        clipped_examples=[
+            image_label(f"{sizes['image_id'][i]}.jpg", int(sizes["image_id"][i]))
+            for i in hit[:CLIPPED_EXAMPLES]
+        ],
+    )
     degenerate = degenerate_mask(corners) & owned
     stats.degenerate = int(degenerate.sum())
     keep = np.ones(len(corners), dtype=bool)
@@ -282,7 +299,8 @@ def register_visual_genome(
     """Register a VG150-format split under ``name`` (loaded lazily).
 
     The class lists are read now (from ``dicts_file``) so that metadata is available
-    before loading. Files and ``split`` as in :func:`load_visual_genome`; in addition:
+    before loading; ``thing_dataset_id_to_contiguous_id`` maps the h5's 1-based labels to
+    the 0-based classes. Files and ``split`` as in :func:`load_visual_genome`; in addition:
 
     Args:
         train_split: registered name of the matching training split (statistics and
@@ -305,6 +323,14 @@ def register_visual_genome(
         )
     files = (h5_file, dicts_file, image_data_file, image_root, split)
     load = partial(load_visual_genome, *files)
+    h5_labels = range(1, len(classes[0]) + 1)  # the h5's 1-based labels, as the dataset ids
     register_split(
-        name, load, classes, "scene_graph", image_root, train_split=train_name, **options
+        name,
+        load,
+        classes,
+        "scene_graph",
+        image_root,
+        train_split=train_name,
+        category_ids=h5_labels,
+        **options,
     )

@@ -1,36 +1,25 @@
-"""Checkpoint pieces of the trainer: exact resume, damaged-checkpoint handling and checked
-loading of detector weights (``MODEL.SGG.DETECTOR_WEIGHTS``).
+"""Checkpoint pieces of the trainer: damaged-checkpoint handling (resume from the last
+intact one) and checked loading of detector weights (``MODEL.SGG.DETECTOR_WEIGHTS``).
 
-Exact resume needs, besides Detectron2's model / scheduler / iteration:
-
-- the optimizer state (SGD momentum), which Detectron2 v0.6's ``DefaultTrainer`` leaves out
-  and newer versions save themselves (the trainer adds it only when it is missing);
-- the random states of torch (CPU and CUDA), numpy and Python (:func:`capture_rng_state`);
-- the data position: :class:`ResumableTrainLoader` counts the batches handed out, and a
-  resumed run replays (and discards) that many batches before training on the next one.
+Exact resume also needs the optimizer state (SGD momentum), which Detectron2 v0.6's
+``DefaultTrainer`` leaves out and newer versions save themselves (the trainer adds it only
+when it is missing), and the random states and data position of
+:mod:`sgg_d2.engine.resume_state`.
 """
 
-import contextlib
 import logging
 import os
-import random
 import re
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 __all__ = [
-    "capture_rng_state",
-    "restore_rng_state",
-    "isolated_rng",
-    "ResumableTrainLoader",
     "DamagedCheckpointError",
     "checkpoint_problem",
     "intact_checkpoints",
@@ -43,118 +32,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DETECTOR_WEIGHTS_KEY = "MODEL.SGG.DETECTOR_WEIGHTS"
-
-
-# --------------------------------------------------------------------------------------
-# Random states
-# --------------------------------------------------------------------------------------
-
-
-def capture_rng_state() -> Dict[str, Any]:
-    """The global random states of torch (CPU, and CUDA when initialised), numpy and Python.
-
-    Only tensors and plain Python values, so the state loads with
-    ``torch.load(..., weights_only=True)``.
-    """
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": str(name),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(gauss),
-        },
-        "python": {"version": int(version), "internal": list(internal), "gauss": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Dict[str, Any]) -> None:
-    """Set the global random states captured by :func:`capture_rng_state`."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        if len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        else:
-            logger.warning(
-                "The checkpoint holds CUDA random states of %d devices, this process sees %d: "
-                "CUDA random states are not restored",
-                len(state["cuda"]),
-                torch.cuda.device_count(),
-            )
-
-
-@contextlib.contextmanager
-def isolated_rng():
-    """Run a block without changing the global random states (torch, numpy, Python) that
-    the code after it sees; e.g. evaluation during training, or replaying data batches."""
-    state = capture_rng_state()
-    try:
-        yield
-    finally:
-        restore_rng_state(state)
-
-
-# --------------------------------------------------------------------------------------
-# Data position
-# --------------------------------------------------------------------------------------
-
-
-class ResumableTrainLoader:
-    """An infinite training loader that knows how many batches it handed out and can
-    continue after a given number of them, deterministically.
-
-    - The loader's iterator is created, and its first batch fetched, with the torch
-      generator seeded by ``seed`` + process rank (in isolation from the training's random
-      states), so the base seed PyTorch draws for its data-loader workers is the same in
-      every run.
-    - ``skip(n)`` makes the next iteration replay and discard ``n`` batches (same worker
-      seeds, same sampler order, same aspect-ratio grouping), without touching the global
-      random states, before handing out batch ``n``. Replaying reads the images again
-      (no model compute).
-
-    Args:
-        loader: an iterable of batches (Detectron2's train loader).
-        seed: seed of the data pipeline (``cfg.SEED``, or a random one saved in checkpoints).
-    """
-
-    def __init__(self, loader: Iterable, seed: int):
-        self.loader = loader
-        self.seed = int(seed)
-        self.batches_consumed = 0
-        self._skip = 0
-
-    def skip(self, num_batches: int) -> None:
-        """Continue after ``num_batches`` batches on the next ``iter()``."""
-        self._skip = int(num_batches)
-
-    def __iter__(self) -> Iterator:
-        skip, self._skip = self._skip, 0
-        iterator = iter(self.loader)
-        with isolated_rng():
-            # the workers' base seed: identical in every run, distinct per process
-            torch.manual_seed(self.seed + comm.get_rank())
-            batch = next(iterator)
-            for _ in range(skip - 1):
-                next(iterator)
-        if skip:
-            logger.info("Data position restored: %d batches replayed and skipped", skip)
-            batch = next(iterator)  # batch number `skip`, under the restored random states
-        self.batches_consumed = skip + 1
-        yield batch
-        for batch in iterator:
-            self.batches_consumed += 1
-            yield batch
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +172,9 @@ class DetectorWeightsCheckpointer(DetectionCheckpointer):
 
     The detector's parameters are those of ``model.detector_modules()`` (all of the model's
     when it has no such method). Parameters outside it (the relation head) are expected to
-    be missing.
+    be missing: they keep their initialisation, and one log line says how many entries were
+    loaded and which modules' entries were left (counted per module), in place of
+    Detectron2's per-parameter lists.
 
     Args:
         model: the relation model.
@@ -382,3 +261,36 @@ class DetectorWeightsCheckpointer(DetectionCheckpointer):
                 f"{', '.join(some_names) or 'nothing'}"
             )
         return incompatible
+
+    def _log_incompatible_keys(self, incompatible) -> None:
+        """One line instead of Detectron2's lists: how many entries loaded, and which
+        groups of relation-stage entries keep their initialisation."""
+        detector = set(self._detector_keys())
+        missing = incompatible.missing_keys
+        skipped = [k for k, _, _ in incompatible.incorrect_shapes]  # relation stage only here
+        total = len(self.model.state_dict())
+        left = [k for k in missing if k not in detector] + skipped
+        line = (
+            f"{self.key}: {self._source}: loaded {total - len(missing) - len(skipped)} of "
+            f"the model's {total} entries; {len(left)} relation-stage entries left at their "
+            f"initialisation: {self._group_counts(left)}"
+        )
+        if skipped:
+            line += f" ({len(skipped)} of them of another shape in the checkpoint)"
+        absent = [k for k in missing if k in detector]
+        if absent:
+            line += f"; detector entries not in the checkpoint: {self._group_counts(absent)}"
+        if incompatible.unexpected_keys:
+            unused = incompatible.unexpected_keys
+            line += f"; checkpoint entries not used: {self._group_counts(unused)}"
+        logger.info(line)
+
+    @staticmethod
+    def _group_counts(keys: List[str]) -> str:
+        """'roi_heads.context (12), sgg_freq_counts (1)': entries counted per module
+        (first two name components), in model order."""
+        groups: Dict[str, int] = {}
+        for k in keys:
+            group = ".".join(k.split(".")[:2]) if "." in k else k
+            groups[group] = groups.get(group, 0) + 1
+        return ", ".join(f"{g} ({n})" for g, n in groups.items()) or "none"

@@ -1,33 +1,19 @@
 """``setup`` and ``main`` behind ``train_net.py`` (kept here so the script stays thin)."""
 
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.engine import default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from ..config import add_sgg_config, validate_sgg_config
-from ..data.config_datasets import register_config_datasets, require_registered
+from ..config import load_config  # re-exported: sgg_d2.engine.launch.load_config
+from ..data.config_datasets import require_registered
+from ..data.consistency import check_class_counts
 from ..utils.d2_compat import guard_version_queries
 from .trainer import SceneGraphTrainer
+from .weights import StrictCheckpointer
 
 __all__ = ["load_config", "setup", "main"]
-
-
-def load_config(config_file: str, opts=()) -> CfgNode:
-    """The frozen config: Detectron2 defaults -> sgg_d2 keys -> ``config_file`` ->
-    ``KEY VALUE`` overrides -> validation (a bad value fails here, naming the key); then the
-    custom datasets of ``DATASETS.SGG.JSON`` are registered."""
-    cfg = get_cfg()
-    add_sgg_config(cfg)
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(opts))
-    validate_sgg_config(cfg)
-    cfg.freeze()
-    register_config_datasets(cfg)
-    return cfg
 
 
 def setup(args) -> CfgNode:
@@ -48,8 +34,9 @@ def main(args, trainer_cls=SceneGraphTrainer):
     """Train, or with ``--eval-only`` evaluate ``MODEL.WEIGHTS``; returns the results."""
     cfg = setup(args)
     if args.eval_only:
+        check_class_counts(cfg, cfg.DATASETS.TEST, "DATASETS.TEST")
         model = trainer_cls.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+        StrictCheckpointer(model, save_dir=cfg.OUTPUT_DIR, require_complete=True).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = trainer_cls.test(cfg, model)

@@ -7,12 +7,25 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import transforms as T
 from detectron2.data.catalog import Metadata
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances
 
-__all__ = ["SceneGraphPredictor", "OUTPUT_FORMAT", "check_boxes"]
+from ..config import build_config
+from ..data.config_datasets import register_json_datasets
+from .weights import StrictCheckpointer
+
+__all__ = [
+    "SceneGraphPredictor",
+    "OUTPUT_FORMAT",
+    "check_boxes",
+    "load_inference_config",
+    "unavailable_datasets",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +51,22 @@ class SceneGraphPredictor(DefaultPredictor):
     ((N, 4) XYXY in the image's pixels) and ``labels`` (class names or indices).
 
     Class and predicate names come from the model itself (a trained ``SceneGraphRCNN``
-    carries them in its weights), so no dataset needs to be registered; for weights
-    without them, from the metadata of ``DATASETS.TEST`` / ``DATASETS.TRAIN``.
+    carries them in its weights), so no dataset needs to be registered: dataset entries of
+    the config that are not (a saved config's ``DATASETS.SGG.JSON`` files missing, see
+    :func:`load_inference_config`; ``DATASETS.TRAIN`` / ``TEST`` names not registered) are
+    named in one logged notice. For weights without names, they come from the metadata of
+    ``DATASETS.TEST`` / ``DATASETS.TRAIN``.
 
     ``MODEL.WEIGHTS`` is required (an existing file): a forgotten key would silently give
-    a random model. ``allow_random_weights=True`` accepts an empty key on purpose.
+    a random model. ``allow_random_weights=True`` accepts an empty key on purpose. Weights
+    that do not fit the model built from the config (another class count, missing or
+    unused entries) are refused (:class:`~sgg_d2.engine.weights.StrictCheckpointer`).
+
+    Raises:
+        ValueError: empty ``MODEL.WEIGHTS``; no class names anywhere;
+            :class:`~sgg_d2.engine.weights.WeightsMismatchError` (naming the file, the
+            first mismatching parameter and both shapes).
+        FileNotFoundError: ``MODEL.WEIGHTS`` names no file.
     """
 
     def __init__(self, cfg, max_relations: int = 100, allow_random_weights: bool = False):
@@ -55,7 +79,18 @@ class SceneGraphPredictor(DefaultPredictor):
             )
         if weights and "://" not in weights and not os.path.isfile(weights):
             raise FileNotFoundError(f"MODEL.WEIGHTS: no such file {weights}")
-        super().__init__(cfg)
+        # DefaultPredictor.__init__'s steps, with the strict loader in place of Detectron2's
+        # (which skips mismatching parameters and leaves them random)
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg)
+        self.model.eval()
+        StrictCheckpointer(self.model, require_complete=True).load(weights)
+        self.aug = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT must be RGB or BGR, got {self.input_format!r}")
         self.mode = cfg.MODEL.SGG.MODE
         self.max_relations = max_relations
         self.model_name = os.path.basename(weights) if weights else "random weights"
@@ -66,7 +101,15 @@ class SceneGraphPredictor(DefaultPredictor):
     def _find_metadata(self, cfg):
         """Names from the model's state (weights) or, failing that, a registered dataset."""
         meta = self.model.sgg_metadata() if hasattr(self.model, "sgg_metadata") else None
+        unavailable = unavailable_datasets(cfg)
         if meta is not None:
+            if unavailable:
+                logger.info(
+                    "Class and predicate names and statistics come from MODEL.WEIGHTS %s; "
+                    "dataset entries of the config not found (not needed for inference): %s",
+                    cfg.MODEL.WEIGHTS,
+                    "; ".join(unavailable),
+                )
             return Metadata(
                 thing_classes=meta["thing_classes"], predicate_classes=meta["predicate_classes"]
             )
@@ -81,7 +124,7 @@ class SceneGraphPredictor(DefaultPredictor):
                 f"SceneGraphPredictor: MODEL.WEIGHTS {cfg.MODEL.WEIGHTS!r} carries no class and "
                 f"predicate names (not a trained sgg_d2 scene-graph model?), and none of "
                 f"DATASETS.TEST/TRAIN {names} is registered with thing_classes and "
-                "predicate_classes"
+                f"predicate_classes (not found: {'; '.join(unavailable) or 'none'})"
             )
         logger.info("class names from the metadata of dataset %s", found[0].name)
         return found[0]
@@ -203,3 +246,57 @@ def check_boxes(boxes, height: int, width: int) -> np.ndarray:
         if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
             raise ValueError(f"box {i} {[x1, y1, x2, y2]} lies outside the {width}x{height} image")
     return arr
+
+
+def _files_missing(entry) -> Optional[str]:
+    """Why a well-formed ``[name, annotation_file, image_root]`` entry cannot be
+    registered here ("<file> not found"), or None (present, or malformed: registration
+    then names the problem)."""
+    if not (isinstance(entry, (list, tuple)) and len(entry) == 3):
+        return None
+    if not all(isinstance(v, str) and v for v in entry):
+        return None
+    _, json_file, image_root = entry
+    if not os.path.isfile(json_file):
+        return f"{json_file} not found"
+    if not os.path.isdir(image_root):
+        return f"image folder {image_root} not found"
+    return None
+
+
+def load_inference_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
+    """The frozen config for inference from weights (``SceneGraphPredictor``, demo).
+
+    As :func:`sgg_d2.config.load_config` (Detectron2 defaults -> sgg_d2 keys -> file ->
+    overrides -> validation), except that ``DATASETS.SGG.JSON`` entries whose annotation
+    file or image folder does not exist from here (e.g. relative paths of a run's saved
+    ``config.yaml`` read from another folder) are left unregistered instead of failing: a
+    trained model carries the names and statistics it needs, and
+    :class:`SceneGraphPredictor` names such entries in its notice. Malformed entries and
+    name clashes are still errors.
+
+    Args:
+        config_file: a YAML config ("" for the defaults alone).
+        opts: flat ``[KEY, VALUE, ...]`` overrides.
+    """
+    cfg = build_config(config_file, opts)
+    register_json_datasets([e for e in cfg.DATASETS.SGG.JSON if _files_missing(e) is None])
+    return cfg
+
+
+def unavailable_datasets(cfg) -> List[str]:
+    """The config's dataset entries that are not registered, each as one phrase:
+    ``"DATASETS.SGG.JSON my_train (my/train.json not found)"``,
+    ``"DATASETS.TRAIN my_train not registered"``."""
+    known = set(DatasetCatalog.list())
+    out = []
+    for entry in cfg.DATASETS.SGG.JSON:
+        if entry[0] not in known:
+            out.append(
+                f"DATASETS.SGG.JSON {entry[0]} ({_files_missing(entry) or 'not registered'})"
+            )
+    for key in ("TRAIN", "TEST"):
+        missing = [n for n in cfg.DATASETS[key] if n not in known]
+        if missing:
+            out.append(f"DATASETS.{key} {', '.join(missing)} not registered")
+    return out

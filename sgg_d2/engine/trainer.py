@@ -6,7 +6,6 @@ import os
 import weakref
 
 import numpy as np
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import (
     DatasetMapper,
     MetadataCatalog,
@@ -19,6 +18,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ..data import AugmentedShapeMapper, SceneGraphDatasetMapper, build_augmentations
+from ..data.consistency import check_class_counts
 from ..data.joint_loader import (
     TARGET,
     SourceTaggedMapper,
@@ -26,19 +26,21 @@ from ..data.joint_loader import (
     build_joint_train_loader,
     is_aux_dataset,
 )
+from ..data.validate import validate_training_data
 from ..evaluation import build_sgg_evaluator
 from ..modeling.relation.union_features import copy_detector_backbone
 from ..utils.d2_compat import has_compiled_ops
-from .checkpoint import (
-    DetectorWeightsCheckpointer,
+from .checkpoint import DetectorWeightsCheckpointer, select_resume_checkpoint
+from .distributed import create_ddp_model
+from .optimizer import build_optimizer
+from .resume_state import (
     ResumableTrainLoader,
+    SeededMapper,
     capture_rng_state,
     isolated_rng,
     restore_rng_state,
-    select_resume_checkpoint,
 )
-from .distributed import create_ddp_model
-from .optimizer import build_optimizer
+from .weights import StrictCheckpointer
 
 __all__ = ["SceneGraphTrainer", "is_scene_graph_model", "load_detector_weights"]
 
@@ -125,6 +127,8 @@ class SceneGraphTrainer(DefaultTrainer):
         TrainerBase.__init__(self)
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
+        check_class_counts(cfg, cfg.DATASETS.TRAIN)  # config vs data, before the model
+        validate_training_data(cfg)  # image files and relations, one error naming them
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -133,9 +137,7 @@ class SceneGraphTrainer(DefaultTrainer):
         trainer_cls = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
+        self.checkpointer = StrictCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -161,21 +163,28 @@ class SceneGraphTrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """The training loader, wrapped in a :class:`ResumableTrainLoader` (data position
-        for exact resume) seeded by ``cfg.SEED`` (a random seed when ``SEED < 0``)."""
+        for exact resume) seeded by ``cfg.SEED`` (a random seed when ``SEED < 0``); its
+        mappers are :class:`SeededMapper` s, so that a sample is mapped the same whenever
+        it is mapped (also with ``DATALOADER.NUM_WORKERS 0``)."""
         seed = cfg.SEED if cfg.SEED >= 0 else int(np.random.randint(2**31))
-        return ResumableTrainLoader(cls._build_batches(cfg), seed)
+        batches, mappers = cls._build_batches(cfg)
+        return ResumableTrainLoader(batches, seed, mappers)
 
     @classmethod
     def _build_batches(cls, cfg):
+        """The training batches and the :class:`SeededMapper` s they are mapped with
+        (target images: stream 0, auxiliary images: stream 1)."""
         if is_scene_graph_model(cfg):
             target_mapper = SceneGraphDatasetMapper(cfg, True)
         else:  # Detectron2's mapper with sgg_d2's augmentations (INPUT.RANDOM_ROTATE_90)
             target_mapper = DatasetMapper(cfg, True, augmentations=build_augmentations(cfg, True))
         if cfg.INPUT.RANDOM_ROTATE_90:  # batch turned images with their new orientation
             target_mapper = AugmentedShapeMapper(target_mapper)
+        target = SeededMapper(target_mapper, stream=0)
         if uses_aux_images(cfg):
-            return build_joint_train_loader(cfg, target_mapper, build_aux_mapper(cfg, True))
-        return build_detection_train_loader(cfg, mapper=target_mapper)
+            aux = SeededMapper(build_aux_mapper(cfg, True), stream=1)
+            return build_joint_train_loader(cfg, target, aux), (target, aux)
+        return build_detection_train_loader(cfg, mapper=target), (target,)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

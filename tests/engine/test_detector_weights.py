@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 from detectron2.modeling import build_model
+from own_data_support import logged
 from tiny_configs import tiny_relation_cfg
 
 import sgg_d2.modeling  # noqa: F401  (registers the models)
@@ -48,6 +49,21 @@ def test_detector_weights_load_from_file_url(models, detector_file):
     load_detector_weights(target, f"file://{detector_file}")
     got, want = target.state_dict(), detector_state(source)
     assert all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_partial_load_is_summarised_in_one_line(models, detector_file):
+    with logged("fvcore.common.checkpoint") as detectron2, logged("sgg_d2.engine") as ours:
+        load_detector_weights(models[1], str(detector_file))
+    summaries = [m for m in ours if "left at their initialisation" in m]
+    assert len(summaries) == 1, ours
+    detector, total = len(detector_state(models[0])), len(models[1].state_dict())
+    assert f"loaded {detector} of the model's {total} entries" in summaries[0]
+    assert f"{total - detector} relation-stage entries left" in summaries[0]
+    assert (
+        "roi_heads.context (" in summaries[0] and "roi_heads.relation_predictor (" in summaries[0]
+    )
+    # no per-parameter lists from Detectron2's checkpointer
+    assert not [m for m in detectron2 if "not found in the checkpoint" in m], detectron2
 
 
 def test_missing_file_names_key(models, tmp_path):
