@@ -1,14 +1,9 @@
 """tools/ablate.py with segmentation-grounded models: the joint detector, the grounded world
 file and the detector each model starts from (dry run, no training)."""
 
-import sys
-from pathlib import Path
-
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-import ablate  # noqa: E402
+from tools import ablate
 
 
 def _config(out, name):
