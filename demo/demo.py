@@ -32,7 +32,7 @@ from detectron2.utils.logger import setup_logger
 from PIL import Image
 from tqdm import tqdm
 
-from sgg_d2.engine import SceneGraphPredictor, load_config
+from sgg_d2.engine import SceneGraphPredictor, load_inference_config
 from sgg_d2.utils.export import EXPORT_FORMATS, write_scene_graph
 from sgg_d2.utils.visualization import draw_scene_graph
 
@@ -190,22 +190,50 @@ def process(path, predictor, table, args, cfg) -> str:
     return f"{path}: {len(graph['objects'])} objects, {len(graph['relations'])} relations{best}"
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    setup_logger(name="sgg_d2")
-    cfg = load_config(args.config_file, args.opts)
-    if args.boxes and cfg.MODEL.SGG.MODE == "sgdet":
+def check_boxes_option(args, mode: str) -> None:
+    """``--boxes`` is required in PredCls/SGCls and refused in SGDet."""
+    if args.boxes and mode == "sgdet":
         raise SystemExit(
             "--boxes: mode sgdet detects its own objects and would ignore them; set "
             "MODEL.SGG.MODE predcls or sgcls to use your boxes"
         )
+    if not args.boxes and mode != "sgdet":
+        needs = "boxes and classes" if mode == "predcls" else "boxes"
+        raise SystemExit(
+            f"--boxes is required in mode {mode}: it runs on the objects' {needs} that you "
+            "give (--boxes boxes.json, format in demo/demo.py's docstring); or set "
+            "MODEL.SGG.MODE sgdet to detect them"
+        )
+
+
+def check_all_images_listed(table, images, boxes_file: str) -> None:
+    """Every input image has an entry in the ``--boxes`` table (checked before any model
+    work, so that a folder does not stop half-way); names the missing ones."""
+    if table is None:
+        return
+    missing = [os.path.basename(p) for p in images if os.path.basename(p) not in table]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SystemExit(
+            f"--boxes {boxes_file}: no entry for {len(missing)} of the {len(images)} input "
+            f"images: {shown}{more} (keys are image file names)"
+        )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_logger(name="sgg_d2")
+    cfg = load_inference_config(args.config_file, args.opts)
+    check_boxes_option(args, cfg.MODEL.SGG.MODE)
+    table = read_boxes_table(args.boxes) if args.boxes else None
+    images = list_images(args.input)
+    check_all_images_listed(table, images, args.boxes)
     try:
         predictor = SceneGraphPredictor(cfg, allow_random_weights=args.random_weights)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from e
-    table = read_boxes_table(args.boxes) if args.boxes else None
     os.makedirs(args.output, exist_ok=True)
-    images = list_images(args.input)
     skipped = []
     for path in tqdm(images, desc="scene graphs", unit="img", disable=len(images) < 2):
         try:

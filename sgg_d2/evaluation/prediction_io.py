@@ -24,6 +24,7 @@ File layout (``torch.save`` of plain containers and tensors, loadable with
 In memory the same records hold numpy arrays instead of tensors.
 """
 
+import os
 from typing import Any, Dict, List
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = ["FORMAT", "save_compact_predictions", "load_compact_predictions", "nu
 
 FORMAT = "sgg_d2.compact_predictions/1"
 _ARRAY_KEYS = ("boxes", "labels")
+_EXPECTED = "expected the <kind>_predictions.pth that an sgg_d2 evaluator writes to its output_dir"
 
 
 def _convert_record(record: Dict[str, Any], convert) -> Dict[str, Any]:
@@ -76,22 +78,49 @@ def load_compact_predictions(path: str) -> Dict[str, Any]:
     """Read a file written by :func:`save_compact_predictions`; records hold numpy arrays.
 
     Raises:
+        FileNotFoundError: ``path`` does not exist (or is a folder); names it.
         ValueError: if the file is not in this format (names the file and what was found).
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _read_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(
             f"{path}: not a compact prediction file (expected format {FORMAT!r}, found "
-            f"{found!r}); write it with an sgg_d2 evaluator that has an output_dir"
+            f"{found!r}); {_EXPECTED}"
         )
     for key in ("evaluator", "dataset", "settings", "predictions"):
         if key not in payload:
             raise ValueError(f"{path}: compact prediction file has no '{key}' entry")
-    payload["predictions"] = [
-        _convert_record(r, lambda t: t.numpy()) for r in payload["predictions"]
-    ]
+    records = []
+    for i, record in enumerate(payload["predictions"]):
+        try:
+            records.append(_convert_record(record, lambda t: t.numpy()))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"{path}: predictions[{i}] is not a compact record (needs image_id, "
+                f"{', '.join(_ARRAY_KEYS)} and candidates as tensors; {type(e).__name__}: {e})"
+            ) from e
+    payload["predictions"] = records
     return payload
+
+
+def _read_payload(path: str):
+    """``torch.load(path, weights_only=True)`` with one-line errors for the user's file."""
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "no such file"
+        raise FileNotFoundError(f"{path}: {what}; {_EXPECTED}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # unreadable file: the OS message names it
+    except Exception as e:
+        # torch.load fails on a file that is not a plain-tensor torch file in many ways
+        # (UnpicklingError, KeyError, RuntimeError, EOFError ...), with messages that
+        # suggest weights_only=False; a compact prediction file never needs it.
+        raise ValueError(
+            f"{path}: not a compact prediction file (torch.load(weights_only=True) cannot "
+            f"read it: {type(e).__name__}); {_EXPECTED}"
+        ) from e
 
 
 def numpy_candidates(candidates) -> Dict[str, np.ndarray]:

@@ -18,12 +18,14 @@ and says how to get a full build.
 import importlib.util
 import sys
 import types
+import warnings
 
 __all__ = [
     "MissingDetectron2OpError",
     "install_stand_in",
     "has_compiled_ops",
     "guard_version_queries",
+    "import_without_jit_warnings",
 ]
 
 MODULE_NAME = "detectron2._C"
@@ -206,3 +208,28 @@ def guard_version_queries(probe: str = _VERSION_PROBE) -> bool:
         )
     _C._sgg_d2_version_queries_replaced = replaced
     return replaced
+
+
+# Modules that call torch.jit.script at import time: fvcore/nn/focal_loss.py (two
+# functions; imported by detectron2.layers) and detectron2/modeling/box_regression.py (two
+# functions). Recent torch (2.14 here) deprecates torch.jit.script with a FutureWarning on
+# every call, so every command (even --help) printed two warnings before doing anything.
+# sgg_d2 never calls torch.jit itself.
+JIT_SCRIPTING_MODULES = ("fvcore.nn", "detectron2.modeling.box_regression")
+_JIT_WARNING = r"`torch\.jit\.script` is deprecated"
+
+
+def import_without_jit_warnings(modules=JIT_SCRIPTING_MODULES) -> None:
+    """Import ``modules`` without the ``torch.jit.script`` deprecation warning that their
+    import-time scripting emits.
+
+    Only that message, only as raised in ``torch.jit``, and only during these imports is
+    silenced; once imported, the modules sit in ``sys.modules`` and later imports of them
+    (by Detectron2) warn nothing. Call after :func:`install_stand_in`.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=_JIT_WARNING, category=FutureWarning, module=r"torch\.jit"
+        )
+        for name in modules:
+            importlib.import_module(name)

@@ -108,6 +108,7 @@ def demo(user, tmp_path, config, *opts):
     image = sorted((user["home"] / "my" / "images").iterdir())[0]
     args = [str(REPO / "demo" / "demo.py"), "--config-file", str(config)]
     args += ["--input", str(image), "--output", str(tmp_path / "out"), *CPU]
+    args += ["MODEL.SGG.MODE", "sgdet", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]
     weights = str(user["home"] / "rel" / "model_final.pth")
     return image, run([*args, *opts, "MODEL.WEIGHTS", weights], tmp_path, user["empty"])
 

@@ -3,6 +3,8 @@
 import importlib.util
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -101,3 +103,55 @@ def test_boxes_in_sgdet_and_missing_weights_are_refused(setup, tmp_path):
         setup["demo"].main([*args, "--output", str(tmp_path), *SMALL, "MODEL.WEIGHTS", ""])
     with pytest.raises(SystemExit, match="MODEL.WEIGHTS: no such file"):
         setup["demo"].main([*args, "--output", str(tmp_path), "MODEL.WEIGHTS", "nope.pth"])
+
+
+def _no_model_work(setup, monkeypatch):
+    """Makes building the predictor fail the test: the error must come before it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was built before the inputs were checked")
+
+    monkeypatch.setattr(setup["demo"], "SceneGraphPredictor", refuse)
+
+
+def _one_line_error(err) -> str:
+    """SystemExit(message): Python prints the message on stderr and exits with status 1."""
+    assert isinstance(err.value.code, str) and "\n" not in err.value.code
+    return err.value.code
+
+
+@pytest.mark.parametrize("mode, needs", [("predcls", "boxes and classes"), ("sgcls", "boxes")])
+def test_gt_box_modes_without_boxes_name_the_option(setup, tmp_path, monkeypatch, mode, needs):
+    _no_model_work(setup, monkeypatch)
+    with pytest.raises(SystemExit) as err:
+        run_demo(setup, tmp_path, mode)
+    message = _one_line_error(err)
+    assert message.startswith(f"--boxes is required in mode {mode}") and needs in message
+
+
+def test_predcls_without_boxes_exits_without_traceback(tmp_path):
+    args = ["demo/demo.py", "--config-file", CONFIG.format("predcls"), "--input", str(tmp_path)]
+    command = [sys.executable, *args, "--output", str(tmp_path / "out")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("--boxes is required in mode predcls")
+
+
+def test_images_missing_from_boxes_are_all_named_before_any_model_work(
+    setup, tmp_path, monkeypatch
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["a.jpg", "b.jpg", "c.png"]
+    for name in names:
+        (folder / name).write_bytes(setup["image"].read_bytes())
+    table = tmp_path / "boxes.json"
+    table.write_text(json.dumps({"b.jpg": [GOOD]}))
+    _no_model_work(setup, monkeypatch)
+    args = ["--config-file", CONFIG.format("predcls"), "--input", str(folder)]
+    args += ["--output", str(tmp_path / "out"), "--boxes", str(table)]
+    with pytest.raises(SystemExit) as err:
+        setup["demo"].main([*args, *SMALL, "MODEL.WEIGHTS", setup["weights"]])
+    message = _one_line_error(err)
+    assert f"--boxes {table}: no entry for 2 of the 3 input images: 'a.jpg', 'c.png'" in message
+    assert not (tmp_path / "out").exists()

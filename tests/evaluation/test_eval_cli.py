@@ -1,6 +1,7 @@
 """``python -m sgg_d2.evaluation``: re-evaluation of saved compact predictions."""
 
 import json
+import logging
 import subprocess
 import sys
 import uuid
@@ -61,6 +62,21 @@ def predictions(dataset, tmp_path):
     return path
 
 
+@pytest.fixture
+def predictions_in_mode(dataset, predictions, tmp_path):
+    """mode -> the ``predictions`` file saved as made in that mode (None: no mode)."""
+
+    def save(mode):
+        payload = torch.load(predictions, weights_only=True)
+        payload["settings"]["mode"] = mode
+        path = tmp_path / f"saved_{mode}.pth"
+        torch.save(payload, path)
+        return path
+
+    save.zero_shot = tmp_path / "zs.npy"
+    return save
+
+
 def test_cli_reevaluates_saved_predictions(dataset, predictions, tmp_path, capsys):
     zero_shot = str(tmp_path / "zs.npy")
     out_dir = tmp_path / "re"
@@ -81,18 +97,71 @@ def test_cli_reevaluates_saved_predictions(dataset, predictions, tmp_path, capsy
     assert with_mode["sgg"]["A@1"] == pytest.approx(50) and with_mode["sgg"]["A@3"] == 50
 
 
-def test_cli_errors_name_the_problem(dataset, predictions, tmp_path):
-    with pytest.raises(SystemExit, match="dataset 'no_such_set' is not registered"):
-        main(["--dataset", "no_such_set", "--predictions", str(predictions)])
+def _fails(argv, capsys) -> str:
+    """Runs the CLI on a user mistake: exit status 2 and one error line on stderr."""
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m sgg_d2.evaluation: error: ")
+    return lines[0]
+
+
+def test_unknown_dataset_is_one_line(predictions, capsys):
+    line = _fails(["--dataset", "no_such_set", "--predictions", str(predictions)], capsys)
+    assert "dataset 'no_such_set' is not registered" in line
+
+
+def test_missing_and_foreign_prediction_files_are_one_line(dataset, tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "scene_graph_predictions.pth"
+    line = _fails(["--dataset", dataset, "--predictions", str(missing)], capsys)
+    assert f"{missing}: no such file" in line
+    line = _fails(["--dataset", dataset, "--predictions", str(tmp_path)], capsys)
+    assert f"{tmp_path}: is a folder" in line
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00\x01 not a torch file at all")
     not_ours = tmp_path / "other.pth"
     torch.save({"weights": torch.zeros(2)}, not_ours)
-    with pytest.raises(ValueError, match=r"other.pth: not a compact prediction file"):
-        main(["--dataset", dataset, "--predictions", str(not_ours)])
-    with pytest.raises(SystemExit):  # argparse rejects the mode, listing the choices
-        main(["--dataset", dataset, "--predictions", str(predictions), "--mode", "det"])
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"logger": logging.getLogger("x")}, pickled)  # needs weights_only=False
+    for path in (garbage, not_ours, pickled):
+        line = _fails(["--dataset", dataset, "--predictions", str(path)], capsys)
+        assert f"{path}: not a compact prediction file" in line
+        assert "weights_only=False" not in line and "weights_only` set to `False" not in line
 
 
-def test_cli_rejects_scene_graph_options_for_other_files(dataset, tmp_path):
+@pytest.mark.parametrize(
+    "saved, asked, ok",
+    [
+        ("predcls", "sgdet", False),
+        ("sgcls", "predcls", False),
+        ("sgdet", "sgcls", False),
+        ("predcls", "predcls", True),
+        (None, "sgcls", True),
+    ],
+)
+def test_mode_must_match_the_saved_one(dataset, predictions_in_mode, saved, asked, ok, capsys):
+    argv = ["--dataset", dataset, "--predictions", str(predictions_in_mode(saved)), "--mode", asked]
+    argv += ["--zero-shot-triplets", str(predictions_in_mode.zero_shot)]
+    if ok:
+        assert "A@1" in main(argv)["sgg"]
+        return
+    line = _fails(argv, capsys)
+    assert f"--mode {asked}:" in line and f"holds {saved} predictions" in line
+    assert f"reported only as {saved}" in line
+
+
+def test_unregistered_train_split_skips_zero_shot_recall(dataset, predictions, capsys):
+    MetadataCatalog.get(dataset).set(train_split="my_train_not_registered")
+    results = main(["--dataset", dataset, "--predictions", str(predictions)])["sgg"]
+    assert results["R@1"] == pytest.approx(50) and results["ng-R@3"] == pytest.approx(100)
+    assert not any("zsR" in name for name in results)
+    err = capsys.readouterr().err
+    assert "zsR@K skipped" in err and "'my_train_not_registered'" in err
+    assert "not registered" in err and "Traceback" not in err
+
+
+def test_cli_rejects_scene_graph_options_for_other_files(dataset, tmp_path, capsys):
     record = {
         "image_id": 5,
         "boxes": np.zeros((0, 4), np.float32),
@@ -101,17 +170,25 @@ def test_cli_rejects_scene_graph_options_for_other_files(dataset, tmp_path):
     }
     path = tmp_path / "vrd_predictions.pth"
     save_compact_predictions(str(path), "vrd", dataset, {"recall_ns": [50]}, [record])
-    with pytest.raises(ValueError, match="--mode and --zero-shot-triplets apply to scene_graph"):
-        main(["--dataset", dataset, "--predictions", str(path), "--mode", "predcls"])
+    line = _fails(["--dataset", dataset, "--predictions", str(path), "--mode", "predcls"], capsys)
+    assert "--mode and --zero-shot-triplets apply to scene_graph" in line
 
 
-def test_module_entry_point_runs():
-    done = subprocess.run(
-        [sys.executable, "-m", "sgg_d2.evaluation", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _module(*args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "sgg_d2.evaluation", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_module_entry_point_runs_quietly():
+    done = _module("--help")
     assert done.returncode == 0, done.stderr
     assert "--predictions" in done.stdout and "--mode" in done.stdout
+    assert "Warning" not in done.stderr  # e.g. torch.jit deprecation warnings on import
+
+
+def test_module_user_error_has_no_traceback(tmp_path):
+    done = _module("--dataset", "no_such_set", "--predictions", str(tmp_path / "p.pth"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m sgg_d2.evaluation: error:")
+    assert "'no_such_set' is not registered" in done.stderr

@@ -1,12 +1,15 @@
 """The detectron2._C stand-in: installed only when the real extension is absent."""
 
+import inspect
 import logging
 import subprocess
 import sys
 import textwrap
 import types
+from pathlib import Path
 
 import pytest
+import torch
 
 from sgg_d2.utils import d2_compat
 
@@ -138,3 +141,46 @@ def test_version_queries_kept_when_the_probe_works_or_no_cuda(monkeypatch):
     cpu_only = _fake_compiled_module(monkeypatch, has_cuda=False)
     assert d2_compat.guard_version_queries(probe=CRASH) is False  # not even probed
     assert cpu_only.get_compiler_version() == "GCC 13.3"
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("script", ["train_net.py", "demo/demo.py"])
+def test_help_prints_no_warning(script):
+    """Importing sgg_d2 (and Detectron2 through it) warns nothing: no torch.jit
+    deprecation warnings from the modules that script functions at import time."""
+    command = [sys.executable, script, "--help"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+
+
+def test_jit_warning_is_silenced_only_during_those_imports(tmp_path):
+    """With FutureWarnings as errors, ``import sgg_d2`` passes, and scripting a function
+    afterwards still warns: the filter was narrow, not left behind."""
+    if "deprecated" not in inspect.getsource(torch.jit._script.script):
+        pytest.skip("this torch does not deprecate torch.jit.script")
+    user_file = tmp_path / "user_code.py"
+    user_file.write_text("def add_one(x: int) -> int:\n    return x + 1\n")
+    code = f"""
+        import importlib.util, sys, torch, sgg_d2
+        from sgg_d2.utils.d2_compat import JIT_SCRIPTING_MODULES
+        assert set(JIT_SCRIPTING_MODULES) <= set(sys.modules)
+        spec = importlib.util.spec_from_file_location("user_code", {str(user_file)!r})
+        user_code = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(user_code)
+        add_one = user_code.add_one
+        try:
+            torch.jit.script(add_one)
+        except FutureWarning as e:
+            print("warned:", e)
+        """
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::FutureWarning", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("warned: `torch.jit.script` is deprecated")

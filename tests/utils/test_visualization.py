@@ -14,11 +14,16 @@ from sgg_d2.utils.visualization import (
     curve_midpoint,
     draw_scene_graph,
     objects_to_draw,
+    render_scene_graph,
 )
 
 
 def _overlaps(a, b):
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def _any_overlap(rects):
+    return any(_overlaps(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])
 
 
 def test_labels_at_one_anchor_do_not_overlap():
@@ -28,7 +33,25 @@ def test_labels_at_one_anchor_do_not_overlap():
         assert 0 <= x - 40 and x + 40 <= 640
     rects = placer.rects
     assert len(rects) == 12
-    assert not any(_overlaps(a, b) for i, a in enumerate(rects) for b in rects[i + 1 :])
+    assert not _any_overlap(rects)
+
+
+def test_placer_prefers_the_given_spots_then_the_nearest_free_one():
+    placer = LabelPlacer((0, 0, 200, 100))
+    placer.block((90, 40, 110, 60))  # a node at the centre
+    # first spot blocked, second free: the label takes the second
+    assert placer.place([(100, 50), (100, 20)], 40, 10) == (100, 20)
+    # both spots taken: the nearest free grid spot, deterministic
+    first = placer.place([(100, 20)], 40, 10)
+    again = LabelPlacer((0, 0, 200, 100))
+    again.block((90, 40, 110, 60))
+    again.place([(100, 20)], 40, 10)
+    assert again.place([(100, 20)], 40, 10) == first
+    assert np.hypot(first[0] - 100, first[1] - 20) <= 10
+    assert not _any_overlap(placer.rects + placer.obstacles)
+    # a full area: the label is not placed rather than overprinted
+    full = LabelPlacer((0, 0, 40, 10))
+    assert full.place((20, 5), 40, 10) == (20, 5) and full.place((20, 5), 40, 10) is None
 
 
 @pytest.mark.parametrize("rad", [0.12, -0.35, 0.35])
@@ -103,3 +126,46 @@ def test_export_graphml_and_dot(tmp_path):
     assert dot.startswith("digraph") and '"2" -> "0" [label="right of (0.100)"];' in dot
     with pytest.raises(ValueError, match="export format 'svg'"):
         write_scene_graph(graph, str(tmp_path / "g.svg"), "svg")
+
+
+def _crowded_scene(num_objects=12, num_relations=30, seed=0):
+    """Objects packed into a 240 x 320 image, relations among them (some reciprocal)."""
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform([0, 0], [260, 180], (num_objects, 2))
+    boxes = torch.tensor(np.hstack([corners, corners + rng.uniform(20, 60, (num_objects, 2))]))
+    inst = Instances((240, 320))
+    inst.pred_boxes = Boxes(boxes.float())
+    inst.scores = torch.linspace(0.99, 0.5, num_objects)
+    inst.pred_classes = torch.arange(num_objects) % 5
+    names = ["person", "horse", "table", "cup", "window"]
+    objects = [
+        {"id": i, "class": names[i % 5], "score": float(inst.scores[i]), "box": []}
+        for i in range(num_objects)
+    ]
+    predicates = ["near", "above", "on top of", "has", "left of", "holding", "behind"]
+    pairs = [(s, o) for s in range(num_objects) for o in range(num_objects) if s != o]
+    chosen = [pairs[k] for k in rng.permutation(len(pairs))[:num_relations]]
+    chosen[1] = chosen[0][::-1]  # a reciprocal pair: "near" both ways
+    relations = [
+        {"subject": s, "object": o, "predicate": predicates[j % 7], "score": 1 - j / 100}
+        for j, (s, o) in enumerate(chosen)
+    ]
+    relations[1]["predicate"] = "near"
+    image = np.full((240, 320, 3), 90, np.uint8)
+    return image, {"instances": inst}, {"objects": objects, "relations": relations}
+
+
+def test_crowded_picture_labels_never_intersect():
+    """12 objects, 30 relations: every label is drawn, and the drawn label boxes (measured
+    by matplotlib after rendering) of a panel intersect none of the others."""
+    image, outputs, graph = _crowded_scene()
+    drawn = render_scene_graph(image, outputs, graph, top_k=30)
+    assert drawn.dropped == 0
+    image_boxes, graph_boxes = drawn.label_boxes["image"], drawn.label_boxes["graph"]
+    assert len(image_boxes) == 12 + 30 and len(graph_boxes) == 12 + 30
+    for boxes in (image_boxes, graph_boxes):
+        assert not _any_overlap(boxes.tolist())
+    # labels stay inside their panel: the image is drawn at 480 x 640 on the left
+    assert image_boxes[:, :2].min() >= 0 and image_boxes[:, 2].max() <= 640
+    assert graph_boxes[:, 0].min() >= 640 and graph_boxes[:, 2].max() <= drawn.picture.shape[1]
+    assert np.array_equal(drawn.picture, draw_scene_graph(image, outputs, graph, top_k=30))
