@@ -177,6 +177,11 @@ def _add_linknet_config(cfg: CN) -> None:
     # and measured on the crowded world the layout path then takes over and G0 collapses
     # (docs/STUDIES.md, LinkNet); normalising both parts puts them on one scale.
     ln.PAIR_NORM = False
+    # Geometric layout embedding K2 (Eq. 13): width (the paper: 128; 0 = MODEL.SGG.EMBED_DIM,
+    # the earlier form) and activation after it ("none": the paper's linear K2 b; "relu":
+    # the earlier form).
+    ln.LAYOUT_DIM = 128
+    ln.LAYOUT_ACTIVATION = "none"
 
 
 def _add_reldn_config(cfg: CN) -> None:
@@ -200,6 +205,11 @@ def _add_reldn_config(cfg: CN) -> None:
     # cross-entropy sample; every candidate pair of an anchor goes to the losses (RelDN's
     # release: 128). 0 = groups formed within the cross-entropy sample only (ablation).
     c.ANCHORS_PER_IMAGE = 128
+    # How each loss averages its groups: "anchor" (the paper's Eqs. 3, 5, 7: the mean over
+    # each anchor's groups, then over the anchors that have a group with a positive and a
+    # negative) or "flat" (one mean over all groups: anchors with several classes or
+    # predicates weigh more; the earlier form).
+    c.GROUP_WEIGHTING = "anchor"
 
 
 def _add_fnet_config(cfg: CN) -> None:
@@ -225,6 +235,14 @@ def _add_fnet_config(cfg: CN) -> None:
     # subject/object vectors appended to the pair feature.
     f.SRI_EXTRA_FC = False
     f.SRI_OBJECT_SHORTCUT = False
+    # How SRI joins the subject-, subgraph- and object-maps before the read-out FC_p:
+    # "concat" (the paper: [S(i); S_k; S(j)], one read-out weight per part) or "sum" (the
+    # three maps summed, one shared read-out; the earlier form).
+    f.SRI_COMBINE = "concat"
+    # SMP subgraph -> object: "paper" (each subgraph map average-pooled to a vector, softmax
+    # over the object's subgraphs of o_i . FC(ReLU s_k), o' = o + FC(ReLU s~)) or "spatial"
+    # (attention over every location of the linked subgraphs, o' = relu(o + W m); earlier).
+    f.SMP_OBJECT_UPDATE = "paper"
 
 
 def _add_grounding_config(cfg: CN) -> None:
@@ -276,6 +294,14 @@ def _add_grounded_model_config(g: CN) -> None:
     g.KERNEL_SIZE = 9
     # Width of the mask encodings fed to the node and edge networks.
     g.MASK_FEATURE_DIM = 128
+    # How f_N / f_E fuse the mask encoding into the RoI / union feature z: "residual"
+    # (z + W enc(m), W zero-initialised: the identity at initialisation) or "concat"
+    # (ReLU(W [z, enc(m)]), freshly initialised; the earlier form).
+    g.FUSION = "residual"
+    # The mask that grounds a node (Eq. 5, masks over classes): "expected" (sum over target
+    # classes of p(c) x the transferred mask of c; PredCls: the GT class's mask) or "argmax"
+    # (the mask of the GT / arg-max class only; the earlier form).
+    g.NODE_MASK = "expected"
     # Mask refinement head on the context's object representation (zero-initialised).
     g.REFINE = True
     # Side of the refinement residual before upsampling to the mask head's resolution.
@@ -354,6 +380,17 @@ def _add_evaluation_config(cfg: CN) -> None:
     t.OBJECT_NMS_THRESH = 0.5
     # SGDet only: candidate pairs restricted to overlapping boxes (protocol flag).
     t.SGDET_OVERLAP_ONLY = False
+    # mR@K[head] / [body] / [tail]: predicate classes grouped by their number of instances
+    # in the dataset's train_split (docs/EVALUATION.md, "Head, body and tail"). MODE
+    # "count": head > HEAD_ABOVE, tail < TAIL_BELOW instances (PySGG's VG150 groups);
+    # "share": the same on the share of all training instances (HEAD_SHARE_ABOVE,
+    # TAIL_SHARE_BELOW; for small datasets); "off": not reported.
+    t.PREDICATE_GROUPS = CN()
+    t.PREDICATE_GROUPS.MODE = "count"
+    t.PREDICATE_GROUPS.HEAD_ABOVE = 10000
+    t.PREDICATE_GROUPS.TAIL_BELOW = 500
+    t.PREDICATE_GROUPS.HEAD_SHARE_ABOVE = 0.10
+    t.PREDICATE_GROUPS.TAIL_SHARE_BELOW = 0.03
     # Validation metric that selects model_best.pth during training (TEST.EVAL_PERIOD > 0;
     # DATASETS.TEST must be a validation split). "" disables.
     t.BEST_CHECKPOINT_METRIC = "sgg/mR@50"

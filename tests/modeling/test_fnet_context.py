@@ -186,9 +186,11 @@ def test_object_to_subgraph_attention_sums_to_one_over_objects_at_each_location(
 
 
 @pytest.mark.parametrize("k", [1, 3])
-def test_sri_paper_recipe_reduces_first_and_reads_out_linearly(k):
+def test_sri_summed_form_reduces_first_and_reads_out_linearly(k):
+    """The earlier ``SRI_COMBINE: "sum"`` (the paper's concat: test_fnet_paper_forms.py)."""
     torch.manual_seed(0)
-    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, SRIVariant(kernel_size=k), chunk_size=2)
+    variant = SRIVariant(kernel_size=k, combine="sum")
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, variant, chunk_size=2)
     x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
     pairs = torch.tensor([[0, 1], [1, 0], [2, 3]])
     out = sri(x, maps, pairs, torch.tensor([0, 0, 1]))
@@ -210,7 +212,7 @@ def test_sri_paper_recipe_reduces_first_and_reads_out_linearly(k):
 
 def test_sri_pre_paper_variant_kernel_first_extra_fc_and_shortcut():
     torch.manual_seed(0)
-    pre_paper = SRIVariant(reduce_first=False, extra_fc=True, object_shortcut=True)
+    pre_paper = SRIVariant(reduce_first=False, extra_fc=True, object_shortcut=True, combine="sum")
     sri = SpatialRelationInference(HIDDEN, CH, 3, 2, 7, pre_paper)
     x, maps = torch.randn(4, HIDDEN), torch.randn(2, CH, 3, 3)
     pairs = torch.tensor([[0, 1], [2, 3]])
@@ -361,18 +363,21 @@ def test_fnet_configs_carry_the_paper_recipe(root):
             assert (f.SUBGRAPH_DIM, f.BOTTLENECK_DIM, f.SUBGRAPH_POOL_SIZE) == (512, 256, 5)
 
 
-def test_sri_factorised_readout_equals_explicit_pair_maps():
+@pytest.mark.parametrize("combine", ["sum", "concat"])
+def test_sri_factorised_readout_equals_explicit_pair_maps(combine):
     """relu(g k) = relu(g) relu(k) + relu(-g) relu(-k): the per-subgraph read-out used for
     1 x 1 kernels gives exactly the read-out of the explicit per-pair maps."""
     torch.manual_seed(2)
-    sri = SpatialRelationInference(HIDDEN, CH, 3, 4, 6, chunk_size=3)
+    variant = SRIVariant(combine=combine)
+    sri = SpatialRelationInference(HIDDEN, CH, 3, 4, 6, variant, chunk_size=3)
     x, maps = torch.randn(6, HIDDEN), torch.randn(4, CH, 3, 3)
     pairs = all_ordered_pairs(6)
     groups = torch.randint(0, 4, (len(pairs),))
     groups[:4] = torch.arange(4)
+    readout = sri.factorised_readout if combine == "sum" else sri.factorised_concat_readout
     with torch.no_grad():
         g, w_s, w_o = sri.bottleneck_map(maps), sri.subj_kernel(x), sri.obj_kernel(x)
-        fast = sri.factorised_readout(g, w_s, w_o, pairs, groups)
+        fast = readout(g, w_s, w_o, pairs, groups)
         slow = sri.fc(sri.pair_maps(maps, g, w_s, w_o, pairs, groups).flatten(1))
     assert ((1 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]]) < 0).any()  # both signs exercised
     assert torch.allclose(fast, slow, atol=1e-5)

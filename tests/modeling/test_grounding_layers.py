@@ -112,6 +112,8 @@ def _edge_case():
 def test_gradients_reach_the_kernel_parameter_network():
     torch.manual_seed(0)
     edge = EdgeGrounding(4, union_dim=8, frame_size=12, kernel_size=5, mask_dim=6)
+    # past initialisation (the residual W starts at 0, so the kernels get no gradient then)
+    torch.nn.init.normal_(edge.fuse.proj.weight)
     masks, boxes, probs, pairs = _edge_case()
     out = edge(torch.rand(3, 8), masks, boxes, probs, pairs)
     assert out.shape == (3, 8)

@@ -90,10 +90,22 @@ def _has_grad(module):
     return any(g is not None and g.abs().sum() > 0 for g in _grads(module))
 
 
+def _past_initialisation(model):
+    """Give the zero-initialised residual fusions of f_N / f_E non-zero weights, so that the
+    masks (and what produces them) reach the relation logits, as after some training."""
+    g = torch.Generator().manual_seed(7)
+    for part in (model.roi_heads.grounding.node, model.roi_heads.grounding.edge):
+        if part is not None:
+            with torch.no_grad():
+                w = part.fuse.proj.weight
+                w.copy_(torch.randn(w.shape, generator=g))
+    return model
+
+
 @pytest.mark.parametrize("context,mode", CASES)
 def test_grounded_train_step_and_inference(vectors, context, mode):
     torch.manual_seed(0)
-    model = build_model(grounded_cfg(vectors, context, mode)).train()
+    model = _past_initialisation(build_model(grounded_cfg(vectors, context, mode)).train())
     batch = [random_input(4, seed=1), random_input(3, seed=2), aux_input(3, seed=3)]
     losses = model(batch)
     assert {"loss_relation", "loss_mask_refine"} <= set(losses)
@@ -233,7 +245,7 @@ def test_refinement_output_reaches_the_relation_logits_only_with_refined_groundi
     cfg = grounded_cfg(vectors, "MotifsContext", "predcls")
     cfg.MODEL.SGG.GROUNDING.USE_REFINED_MASKS = use_refined
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    model = _past_initialisation(build_model(cfg).eval())
     inputs = [random_input(4, seed=3)]
     before = _relation_logits(model, inputs)
     with torch.no_grad():
@@ -254,7 +266,7 @@ def test_relation_loss_trains_the_refinement_head_only_with_refined_grounding(ve
     cfg = grounded_cfg(vectors, "MotifsContext", "predcls")
     cfg.MODEL.SGG.GROUNDING.USE_REFINED_MASKS = use_refined
     torch.manual_seed(0)
-    model = build_model(cfg).train()
+    model = _past_initialisation(build_model(cfg).train())
     losses = model([random_input(4, seed=1), random_input(3, seed=2)])  # no auxiliary image
     losses["loss_relation"].backward()
     heads = model.roi_heads

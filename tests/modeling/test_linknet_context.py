@@ -53,6 +53,7 @@ def make_inputs(num_objs, gt=False, seed=0, with_targets=False):
 
 def make_model(num_modules=2, reduction=2, loss_weight=1.0, **kwargs):
     torch.manual_seed(0)
+    kwargs.setdefault("layout_dim", EMBED)  # K2 as wide as the class embeddings here
     return LinkNetContext(
         obj_dim=OBJ_DIM,
         union_dim=UNION_DIM,
@@ -361,7 +362,10 @@ def test_built_from_config(make_cfg):
     assert model.global_feature == "p5"  # largest stride of p2..p5
     assert model.global_context.fc.in_features == cfg.MODEL.FPN.OUT_CHANNELS
     assert model.global_context_loss_weight == 0.25
-    assert model.pair_dim == cfg.MODEL.SGG.UNION_DIM + cfg.MODEL.SGG.EMBED_DIM
+    assert model.pair_dim == cfg.MODEL.SGG.UNION_DIM + 128  # the paper's K2 width
+    cfg.MODEL.SGG.LINKNET.LAYOUT_DIM, cfg.MODEL.SGG.LINKNET.LAYOUT_ACTIVATION = 0, "relu"
+    earlier = build_context_model(cfg, 64, cfg.MODEL.SGG.UNION_DIM)
+    assert earlier.pair_dim == cfg.MODEL.SGG.UNION_DIM + cfg.MODEL.SGG.EMBED_DIM
     # O2/O3 and c have their own widths (the paper: 256 and 512), not CONTEXT_HIDDEN_DIM.
     m = cfg.MODEL.SGG.LINKNET
     assert (m.EMBEDDING_DIM, m.GLOBAL_CONTEXT_DIM) == (256, 512)
@@ -374,3 +378,21 @@ def test_built_from_config(make_cfg):
     m.GLOBAL_CONTEXT, m.GEOMETRIC_LAYOUT = False, False
     model = build_context_model(cfg, 64, cfg.MODEL.SGG.UNION_DIM)
     assert model.global_context is None and model.pair_dim == cfg.MODEL.SGG.UNION_DIM
+
+
+def test_layout_embedding_paper_width_linear_and_earlier_form():
+    """K2 (Eq. 13): the paper's 128-wide linear map by default; the earlier form
+    (``LAYOUT_DIM: 0``, ``"relu"``) is EMBED_DIM wide with a ReLU."""
+    inputs = make_inputs([3, 2])
+    paper = make_model(layout_dim=128)
+    assert paper.pair_dim == UNION_DIM + 128
+    assert [type(m) for m in paper.layout_embed] == [torch.nn.Linear]
+    with torch.no_grad():
+        layout = paper(inputs).pair_features[:, UNION_DIM:]
+    assert layout.shape == (8, 128) and bool((layout < 0).any())  # linear: signs kept
+    earlier = make_model(layout_dim=0, layout_activation="relu")
+    assert earlier.pair_dim == UNION_DIM + EMBED
+    with torch.no_grad():
+        assert bool((earlier(inputs).pair_features[:, UNION_DIM:] >= 0).all())
+    with pytest.raises(ValueError, match="LAYOUT_ACTIVATION"):
+        make_model(layout_activation="tanh")

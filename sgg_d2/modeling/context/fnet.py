@@ -10,10 +10,12 @@ same subgraphs for the same boxes; only the sampled pairs are then read out (and
 loss). Each subgraph has a 2-D feature map (RoIAlign of its box to P x P, two 3x3 convs),
 each object a vector (its RoI feature, projected). ``num_mps`` rounds of spatial-weighted
 message passing exchange information along the object-subgraph links (each object attends
-over all locations of its subgraphs; objects paint themselves onto subgraph maps, the
-attention normalised across the objects of the subgraph at every location).
-Spatial-sensitive relation inference then reads each pair's feature off its subgraph map,
-with the subject's and object's vectors as depth-wise conv kernels (``fnet_modules``).
+over its subgraphs' average-pooled vectors and adds FC(ReLU s~), the paper's form; objects
+paint themselves onto subgraph maps, the attention normalised across the objects of the
+subgraph at every location). Spatial-sensitive relation inference then reads each pair's
+feature off its subgraph map, with the subject's and object's vectors as depth-wise conv
+kernels and the three maps concatenated [S(i); S_k; S(j)] (``fnet_modules``,
+``fnet_sri``).
 
 Relation features come from S subgraph maps instead of R per-pair union-box features
 (S << R), so ``needs_union_features`` is False: the cost the paper removes.
@@ -22,7 +24,11 @@ Differences from the paper, each a documented choice: the detector is frozen (tw
 recipe; the paper trains RPN and F-Net jointly); the subgraph maps are pooled from the
 FPN levels of the Detectron2 backbone; the SRI read-out is a linear layer to the predicate
 logits followed by the relation predictor's own (square) linear layer, which compose into
-the paper's single FC. Ablation flags: ``num_mps``, ``spatial_norm`` and the SRI variant
+the paper's single FC; a ReLU on the concatenated SRI map. Earlier forms as flags (issue
+29): ``MODEL.SGG.FNET.SMP_OBJECT_UPDATE: "spatial"`` (attention over every location of the
+linked subgraphs, ``relu(x + W m)``) and ``SRI_COMBINE: "sum"`` (the three maps summed,
+one shared read-out; fewer parameters, about 2.4x faster SRI on CPU, docs/MODELS.md).
+Ablation flags: ``num_mps``, ``spatial_norm`` and the SRI variant
 (:class:`~.fnet_modules.SRIVariant`: ``reduce_first``, ``extra_fc``, ``object_shortcut``;
 the earlier recipe: 1 round, 256/128 channels, kernel-first SRI (the paper is ambiguous
 about the order) with the extra FC and object shortcut, frequency bias on).
@@ -123,6 +129,7 @@ class FactorizableNetContext(ContextModel):
         num_mps: int = 2,
         enlarge_subgraph_boxes: bool = False,
         spatial_norm: str = "softmax",
+        smp_object_update: str = "paper",
         sri: SRIVariant = PAPER_SRI,
         sampling_ratio: int = 0,
         pooler_type: str = "ROIAlignV2",
@@ -143,6 +150,9 @@ class FactorizableNetContext(ContextModel):
                 the representative pair's union box, as in the paper).
             spatial_norm: object -> subgraph attention, "softmax" across the subgraph's
                 objects at each location (paper) or "sigmoid" gates.
+            smp_object_update: subgraph -> object message, "paper" (pooled subgraph
+                vectors, attention over the linked subgraphs, residual update) or
+                "spatial" (attention over all locations, relu update; earlier form).
             sri: the relation inference variant (default: the paper's), see
                 :class:`~.fnet_modules.SRIVariant`.
             sampling_ratio, pooler_type: of the subgraph maps' RoI pooler.
@@ -174,7 +184,9 @@ class FactorizableNetContext(ContextModel):
             pooler_type=pooler_type,
         )
         self.mps = nn.ModuleList(
-            SpatialMessagePassing(hidden_dim, subgraph_dim, subgraph_dim, spatial_norm)
+            SpatialMessagePassing(
+                hidden_dim, subgraph_dim, subgraph_dim, spatial_norm, smp_object_update
+            )
             for _ in range(num_mps)
         )
         self.sri = SpatialRelationInference(
@@ -206,10 +218,12 @@ class FactorizableNetContext(ContextModel):
             "nms_thresh": f.SUBGRAPH_NMS_THRESH,
             "num_mps": f.NUM_MPS,
             "spatial_norm": f.SPATIAL_NORM,
+            "smp_object_update": f.SMP_OBJECT_UPDATE,
             "sri": SRIVariant(
                 reduce_first=f.SRI_REDUCE_FIRST,
                 extra_fc=f.SRI_EXTRA_FC,
                 object_shortcut=f.SRI_OBJECT_SHORTCUT,
+                combine=f.SRI_COMBINE,
             ),
             "sampling_ratio": cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
             "pooler_type": cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,

@@ -1,22 +1,24 @@
-"""Factorizable Net, part 2: spatial-weighted message passing (SMP) and spatial-sensitive
-relation inference (SRI).
+"""Factorizable Net, part 2: spatial-weighted message passing (SMP); spatial-sensitive
+relation inference (SRI) is in ``fnet_sri`` (re-exported here).
 
 Objects are vectors x (N, H); subgraphs are 2-D maps F (S, C, P, P). Messages follow the
 (object, subgraph) links of :class:`~.fnet_subgraph.SubgraphIncidence`.
 """
 
 import math
-from dataclasses import dataclass
 from typing import Iterator, List, NamedTuple, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .fnet_sri import PAPER_SRI, SRI_COMBINES, SpatialRelationInference, SRIVariant
 from .fnet_subgraph import SubgraphIncidence
 
 __all__ = [
     "SPATIAL_NORMS",
+    "SMP_OBJECT_UPDATES",
+    "SRI_COMBINES",
+    "PooledSubgraphToObject",
     "SubgraphToObject",
     "ObjectToSubgraph",
     "SpatialMessagePassing",
@@ -26,6 +28,7 @@ __all__ = [
 ]
 
 SPATIAL_NORMS = ("softmax", "sigmoid")
+SMP_OBJECT_UPDATES = ("paper", "spatial")
 
 
 class ImageLinks(NamedTuple):
@@ -129,6 +132,46 @@ class SubgraphToObject(LinkMessages):
         return msg, att.reshape(-1, p, p)
 
 
+class PooledSubgraphToObject(nn.Module):
+    """The paper's subgraph -> object message (``SMP_OBJECT_UPDATE: "paper"``).
+
+    Each subgraph map is average-pooled to a vector ``s_k`` (C); object i attends over the
+    subgraphs it is linked to, ``a_ik = softmax_k(o_i . FC_a(ReLU s_k))``, pools
+    ``s~_i = sum_k a_ik s_k`` and its update is ``FC_u(ReLU s~_i)`` (0 for an object
+    without subgraphs), added to ``o_i`` by :class:`SpatialMessagePassing`.
+    """
+
+    def __init__(self, obj_dim: int, map_dim: int):
+        super().__init__()
+        self.attend = nn.Linear(map_dim, obj_dim)  # FC_a
+        self.update = nn.Linear(map_dim, obj_dim)  # FC_u
+
+    def forward(
+        self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(updates (N, H), weights (M,))``: the weights of each object's links sum to 1."""
+        pooled = maps.mean(dim=(2, 3))  # (S, C): s_k
+        obj, sub = links.obj_index, links.sub_index
+        logits = (x[obj] * self.attend(torch.relu(pooled))[sub]).sum(dim=1)  # (M,)
+        weight = link_softmax(logits, obj, len(x))
+        summary = pooled.new_zeros((len(x), pooled.shape[1]))
+        summary = summary.index_add(0, obj, weight[:, None] * pooled[sub])  # s~
+        has_link = torch.zeros(len(x), 1, dtype=x.dtype, device=x.device)
+        has_link[obj] = 1.0
+        return self.update(torch.relu(summary)) * has_link, weight
+
+
+def link_softmax(logits: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Softmax of (M,) ``logits`` within each group of ``group`` (M,) int64 in [0, G)."""
+    if len(logits) == 0:
+        return logits
+    top = logits.new_full((num_groups,), float("-inf"))
+    top = top.scatter_reduce(0, group, logits, reduce="amax")
+    e = torch.exp(logits - top[group])
+    total = e.new_zeros(num_groups).index_add(0, group, e)
+    return e / total[group]
+
+
 class ObjectToSubgraph(LinkMessages):
     """Each linked object paints its vector onto the subgraph map where it is attended.
 
@@ -179,193 +222,38 @@ class ObjectToSubgraph(LinkMessages):
 class SpatialMessagePassing(nn.Module):
     """One SMP round; both messages are computed from the states before the round.
 
-    ``x <- relu(x + W m_obj)``, ``F <- relu(F + M_sub)``.
-    """
-
-    def __init__(self, obj_dim: int, map_dim: int, att_dim: int, spatial_norm: str = "softmax"):
-        super().__init__()
-        self.to_object = SubgraphToObject(obj_dim, map_dim, att_dim)
-        self.to_subgraph = ObjectToSubgraph(obj_dim, map_dim, spatial_norm)
-        self.obj_update = nn.Linear(obj_dim, obj_dim)
-
-    def forward(self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence):
-        """(N, H), (S, C, P, P) -> updated (N, H), (S, C, P, P)."""
-        obj_msg, _ = self.to_object(x, maps, links)
-        sub_msg, _ = self.to_subgraph(x, maps, links)
-        return torch.relu(x + self.obj_update(obj_msg)), torch.relu(maps + sub_msg)
-
-
-@dataclass(frozen=True)
-class SRIVariant:
-    """Which spatial-sensitive relation inference to build; the defaults are the paper's.
-
-    Attributes:
-        kernel_size: K (odd, >= 1), side of the object-generated depth-wise kernels.
-        reduce_first: bottleneck the subgraph map before the object kernels (paper); False:
-            kernels on the full map, bottleneck per pair (the paper is ambiguous about the
-            order; this is the earlier variant).
-        extra_fc: ReLU after the read-out, i.e. an extra hidden FC layer (ablation).
-        object_shortcut: append the subject and object vectors to the pair feature
-            (ablation).
-    """
-
-    kernel_size: int = 1
-    reduce_first: bool = True
-    extra_fc: bool = False
-    object_shortcut: bool = False
-
-    def __post_init__(self):
-        k = self.kernel_size
-        if k < 1 or k % 2 == 0:
-            raise ValueError(f"F-Net SRI kernel_size must be odd and >= 1, got {k}")
-
-
-PAPER_SRI = SRIVariant()  # 1 x 1 kernels on the bottlenecked map, linear read-out
-
-
-class SpatialRelationInference(nn.Module):
-    """Pair feature from its subgraph map, with its subject and object as conv kernels.
-
-    Paper recipe (``reduce_first``): the subgraph map F_k (C channels) goes through a 1x1
-    bottleneck conv to B channels once per subgraph, ``G_k = W_b F_k``; the subject and
-    object vectors become depth-wise K x K kernels ``w_s``, ``w_o`` (B channels) and the
-    pair map is ``h = relu(G_k * w_s + G_k * w_o + G_k)``, read out by a location-aware
-    linear layer over the flattened B x P x P map. Without the extra FC that linear
-    read-out *is* the paper's predicate FC (the relation predictor's square layer on top
-    composes with it into one linear map); per pair only B x P x P products remain.
-
-    With 1 x 1 kernels (K = 1, the default) ``h = relu(G_k * k_r)`` with the pair's kernel
-    ``k_r = 1 + w_s + w_o``, and ``relu(g k) = relu(g) relu(k) + relu(-g) relu(-k)`` for
-    scalars, so the linear read-out factorises exactly: ``W h = A_k relu(k_r) + A'_k
-    relu(-k_r)`` with ``A_k = sum_u W[:, :, u] relu(G_k)[:, u]`` (and ``A'_k`` from
-    ``relu(-G_k)``) computed once per subgraph. Per pair only a (2B)-vector times a
-    (2B, out_dim) matrix remains: no per-pair B x P x P map is ever built.
-
-    Today's variant (``reduce_first=False``): kernels of C channels on F_k, then the 1x1
-    bottleneck over [F_k * w_s, F_k * w_o, F_k] per pair (C x B x P x P per pair).
-    Ablation flags: ``extra_fc`` (ReLU after the read-out: a hidden FC layer) and
-    ``object_shortcut`` (append x_s, x_o to the pair feature). All four choices are one
-    :class:`SRIVariant`.
+    ``F <- relu(F + M_sub)``; objects: ``x <- x + FC_u(ReLU s~)`` (``object_update:
+    "paper"``, :class:`PooledSubgraphToObject`) or ``x <- relu(x + W m_obj)`` (``"spatial"``,
+    the earlier form: :class:`SubgraphToObject`, attention over every location).
     """
 
     def __init__(
         self,
         obj_dim: int,
         map_dim: int,
-        pool_size: int,
-        bottleneck_dim: int,
-        out_dim: int,
-        variant: SRIVariant = PAPER_SRI,
-        chunk_size: int = 512,
+        att_dim: int,
+        spatial_norm: str = "softmax",
+        object_update: str = "paper",
     ):
-        """
-        Args:
-            obj_dim: H, object vector size; map_dim: C, subgraph map channels.
-            pool_size: P, side of the subgraph maps.
-            bottleneck_dim: B, channels after the bottleneck conv.
-            out_dim: size of the linear read-out of the flattened pair map (paper: the
-                predicate logits, P + 1; with ``variant.extra_fc`` a hidden size).
-            variant: kernel size, order of bottleneck and kernels, extra FC, object
-                shortcut (default: the paper's recipe).
-            chunk_size: pairs processed at once (bounds inference memory).
-        """
         super().__init__()
-        self.variant = variant
-        self.kernel_size, self.reduce_first = variant.kernel_size, bool(variant.reduce_first)
-        self.extra_fc, self.object_shortcut = bool(variant.extra_fc), bool(variant.object_shortcut)
-        self.chunk_size = int(chunk_size)
-        kernel_channels = bottleneck_dim if self.reduce_first else map_dim
-        self.subj_kernel = nn.Linear(obj_dim, kernel_channels * self.kernel_size**2)
-        self.obj_kernel = nn.Linear(obj_dim, kernel_channels * self.kernel_size**2)
-        # The 1x1 bottleneck; kernel-first, over [F * w_s, F * w_o, F] as three convs
-        # summed (no concatenated copy per pair; the F term is computed once per subgraph).
-        self.bottleneck_map = nn.Conv2d(map_dim, bottleneck_dim, 1)
-        if not self.reduce_first:
-            self.bottleneck_subj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
-            self.bottleneck_obj = nn.Conv2d(map_dim, bottleneck_dim, 1, bias=False)
-        self.fc = nn.Linear(bottleneck_dim * pool_size**2, out_dim)
-        self.out_dim = out_dim + (2 * obj_dim if self.object_shortcut else 0)
-
-    def depthwise(self, maps: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-        """Convolve each map (R, C, P, P) with its own depth-wise kernels (R, C * K * K)."""
-        if self.kernel_size == 1:
-            return maps * kernels[:, :, None, None]
-        r, c, p, _ = maps.shape
-        k = self.kernel_size
-        out = F.conv2d(
-            maps.reshape(1, r * c, p, p),
-            kernels.reshape(r * c, 1, k, k),
-            padding=k // 2,
-            groups=r * c,
-        )
-        return out.reshape(r, c, p, p)
-
-    def pair_maps(self, maps, map_term, w_s, w_o, pairs, groups) -> torch.Tensor:
-        """(r, B, P, P) pair maps of ``pairs`` (r, 2) in subgraphs ``groups`` (r,)."""
-        if self.reduce_first:
-            g = map_term[groups]
-            # convolution is linear in the kernel: G * w_s + G * w_o = G * (w_s + w_o)
-            return torch.relu(self.depthwise(g, w_s[pairs[:, 0]] + w_o[pairs[:, 1]]) + g)
-        f = maps[groups]
-        h = self.bottleneck_subj(self.depthwise(f, w_s[pairs[:, 0]])) + map_term[groups]
-        return torch.relu(h + self.bottleneck_obj(self.depthwise(f, w_o[pairs[:, 1]])))
-
-    def forward(
-        self, x: torch.Tensor, maps: torch.Tensor, pairs: torch.Tensor, pair_to_subgraph
-    ) -> torch.Tensor:
-        """
-        Args:
-            x: (N, H) object vectors; maps: (S, C, P, P) subgraph maps.
-            pairs: (R, 2) int64 (subject, object); pair_to_subgraph: (R,) int64.
-
-        Returns:
-            (R, out_dim) pair features.
-        """
-        if len(pairs) == 0:
-            return x.new_zeros((0, self.out_dim))
-        map_term = self.bottleneck_map(maps)  # once per subgraph, not per pair
-        w_s, w_o = self.subj_kernel(x), self.obj_kernel(x)
-        if self.reduce_first and self.kernel_size == 1:
-            rel = self.factorised_readout(map_term, w_s, w_o, pairs, pair_to_subgraph)
-        else:
-            rel = torch.cat(
-                [
-                    self.fc(self.pair_maps(maps, map_term, w_s, w_o, p, g).flatten(1))
-                    for p, g in zip(
-                        pairs.split(self.chunk_size), pair_to_subgraph.split(self.chunk_size)
-                    )
-                ]
+        if object_update not in SMP_OBJECT_UPDATES:
+            raise ValueError(
+                f"MODEL.SGG.FNET.SMP_OBJECT_UPDATE is {object_update!r}; valid values are "
+                + ", ".join(SMP_OBJECT_UPDATES)
             )
-        if self.extra_fc:
-            rel = torch.relu(rel)
-        if self.object_shortcut:
-            rel = torch.cat([rel, x[pairs[:, 0]], x[pairs[:, 1]]], dim=1)
-        return rel
+        self.object_update = object_update
+        if object_update == "paper":
+            self.to_object = PooledSubgraphToObject(obj_dim, map_dim)
+        else:
+            self.to_object = SubgraphToObject(obj_dim, map_dim, att_dim)
+        self.to_subgraph = ObjectToSubgraph(obj_dim, map_dim, spatial_norm)
+        if object_update == "spatial":
+            self.obj_update = nn.Linear(obj_dim, obj_dim)
 
-    def factorised_readout(self, g_maps, w_s, w_o, pairs, pair_to_subgraph) -> torch.Tensor:
-        """``fc(relu(G_k * (1 + w_s + w_o)))`` for 1 x 1 kernels, exactly, without pair maps.
-
-        Args:
-            g_maps: (S, B, P, P) bottlenecked subgraph maps G; w_s, w_o: (N, B) kernels.
-            pairs: (R, 2); pair_to_subgraph: (R,).
-
-        Returns:
-            (R, out_dim).
-        """
-        s, b = g_maps.shape[:2]
-        weight = self.fc.weight.reshape(self.fc.out_features, b, -1)  # (D, B, U)
-        flat = g_maps.flatten(2)  # (S, B, U)
-        # per subgraph: (S, 2B, D) read-out of its positive and negative parts
-        a = torch.cat([torch.relu(flat), torch.relu(-flat)], dim=1)
-        a = torch.einsum("sbu,dbu->sbd", a, torch.cat([weight, weight], dim=1))
-        k = 1.0 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]]  # (R, B) pair kernels
-        k = torch.cat([torch.relu(k), torch.relu(-k)], dim=1)  # (R, 2B)
-        out = k.new_empty((len(pairs), self.fc.out_features))
-        order = torch.argsort(pair_to_subgraph, stable=True)
-        counts = torch.bincount(pair_to_subgraph, minlength=s).tolist()
-        # one (r_k, 2B) x (2B, D) product per subgraph over its pairs
-        rows = [r for r in order.split(counts)]
-        for sub, r in enumerate(rows):
-            if len(r):
-                out[r] = k[r] @ a[sub]
-        return out + self.fc.bias
+    def forward(self, x: torch.Tensor, maps: torch.Tensor, links: SubgraphIncidence):
+        """(N, H), (S, C, P, P) -> updated (N, H), (S, C, P, P)."""
+        obj_msg, _ = self.to_object(x, maps, links)
+        sub_msg, _ = self.to_subgraph(x, maps, links)
+        if self.object_update == "paper":
+            return x + obj_msg, torch.relu(maps + sub_msg)
+        return torch.relu(x + self.obj_update(obj_msg)), torch.relu(maps + sub_msg)

@@ -20,7 +20,8 @@ NeurIPS 2018).
    E1 (N, 2 D_u), whose two halves are the subject and object edge features E1^s, E1^o
    (two separate projections of the last embedding).
 4. Pair feature. ``G0_ij = E1^s_i * E1^o_j * F_ij`` (element-wise, F_ij the union-box
-   feature), concatenated with the embedded geometric layout K2 b_{o|s}, b_{o|s} =
+   feature), concatenated with the embedded geometric layout K2 b_{o|s} (linear, width
+   ``MODEL.SGG.LINKNET.LAYOUT_DIM``: the paper's 128), b_{o|s} =
    (dx / w_s, dy / h_s, log(w_o / w_s), log(h_o / h_s)) (box centres): G1 = [G0; K2 b].
    The shared predictor's fc on G1 gives the logits (Eq. 14: no frequency prior, so
    ``paper_frequency_bias = False``; ``MODEL.SGG.USE_FREQUENCY_BIAS: True`` adds it).
@@ -33,7 +34,10 @@ O0 and its loss; ``GEOMETRIC_LAYOUT: False`` drops K2 b from G1 (G1 = G0). Not t
 ``GLOBAL_CONTEXT_LOSS_REDUCTION: "mean"`` also averages L_gce over the classes;
 ``PAIR_NORM: True`` applies a LayerNorm to G0 and to K2 b before they are concatenated
 (G0, a product of three small factors, is otherwise starved by the layout path: measured
-in the README's LinkNet paragraph).
+in the README's LinkNet paragraph). The earlier K2 (``LAYOUT_DIM: 0``, ``LAYOUT_ACTIVATION:
+"relu"``): ``EMBED_DIM`` wide with a ReLU. Eq. 16 sums the relation loss over all N(N-1)
+pairs: the VG150 configs take every pair (``BATCH_SIZE_PER_IMAGE`` above 80 x 79 with
+``POSITIVE_FRACTION: 1.0``); the synthetic ones keep the 64-pair, 1/4-positive sample.
 """
 
 from typing import Tuple
@@ -89,6 +93,22 @@ def layout_encoding(subj: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
     return pair_geometry(subj, obj, (1.0, 1.0))[:, :LAYOUT_DIM]
 
 
+LAYOUT_ACTIVATIONS = ("none", "relu")
+
+
+def layout_embedding(width: int, activation: str) -> Tuple[nn.Module, int]:
+    """K2: (R, 4) b_{o|s} -> (R, width), linear ("none") or followed by a ReLU ("relu")."""
+    if activation not in LAYOUT_ACTIVATIONS:
+        raise ValueError(
+            f"MODEL.SGG.LINKNET.LAYOUT_ACTIVATION is {activation!r}; valid values are "
+            + ", ".join(LAYOUT_ACTIVATIONS)
+        )
+    if width < 1:
+        raise ValueError(f"MODEL.SGG.LINKNET.LAYOUT_DIM must be >= 0, got {width}")
+    layers = [nn.Linear(LAYOUT_DIM, width)] + ([nn.ReLU()] if activation == "relu" else [])
+    return nn.Sequential(*layers), width
+
+
 @CONTEXT_REGISTRY.register()
 class LinkNetContext(ContextModel):
     """Relational embedding, global context and geometric layout. See the module docstring."""
@@ -105,6 +125,8 @@ class LinkNetContext(ContextModel):
         "global_context": "GLOBAL_CONTEXT",
         "geometric_layout": "GEOMETRIC_LAYOUT",
         "pair_norm": "PAIR_NORM",
+        "layout_dim": "LAYOUT_DIM",
+        "layout_activation": "LAYOUT_ACTIVATION",
     }
 
     @configurable
@@ -123,6 +145,8 @@ class LinkNetContext(ContextModel):
         global_context: bool = True,
         geometric_layout: bool = True,
         pair_norm: bool = False,
+        layout_dim: int = 128,
+        layout_activation: str = "none",
         **shared,
     ):
         """
@@ -139,8 +163,10 @@ class LinkNetContext(ContextModel):
             global_context_loss_reduction: one of ``LOSS_REDUCTIONS`` over the classes.
             global_context: use c (and its loss); geometric_layout: add K2 b to G1.
             pair_norm: LayerNorm on G0 and on K2 b before concatenating (not the paper).
+            layout_dim: width of K2 b (paper: 128); 0 = ``embed_dim`` (the earlier form).
+            layout_activation: "none" (the paper's linear K2 b) or "relu" (earlier form).
             shared: the widths of :class:`ContextModel` (``embed_dim``: the class embeddings
-                K0, K1 and the layout embedding K2; ``dropout`` on the intermediate
+                K0, K1, and K2 when ``layout_dim`` is 0; ``dropout`` on the intermediate
                 relational embeddings; ``hidden_dim`` is unused).
         """
         super().__init__(**shared)
@@ -172,13 +198,12 @@ class LinkNetContext(ContextModel):
             reduction,
             self.dropout_p,
         )
-        # K2
-        self.layout_embed = (
-            nn.Sequential(nn.Linear(LAYOUT_DIM, e), nn.ReLU()) if geometric_layout else None
-        )
-        self.pair_dim = self.union_dim + (e if geometric_layout else 0)
+        self.layout_embed, width = None, 0
+        if geometric_layout:  # K2
+            self.layout_embed, width = layout_embedding(layout_dim or e, layout_activation)
+        self.pair_dim = self.union_dim + width
         self.g0_norm = nn.LayerNorm(self.union_dim) if pair_norm else nn.Identity()
-        self.layout_norm = nn.LayerNorm(e) if pair_norm and geometric_layout else nn.Identity()
+        self.layout_norm = nn.LayerNorm(width) if pair_norm and geometric_layout else nn.Identity()
 
     @classmethod
     def model_config(cls, cfg):

@@ -7,8 +7,13 @@ For a pair (s, o) with union box u: both objects' masks are resampled into u's f
 - ``"average"``: ``((K_s * m_s) + (K_o * m_o)) / 2``;
 - ``"union"``: ``a + b - a b`` (probabilistic "or" of the two smoothed masks).
 
-The relation mask is encoded and fused with the union-box feature:
-``f_E = ReLU(W [union_feature, enc(relation mask)])`` (same width as the union feature).
+``"product"`` is Eq. 6 (symmetric in subject and object); ``"average"`` and ``"union"`` are
+ablations, not the paper.
+
+The relation mask is encoded and fused with the union-box feature u (same width):
+``f_E = u + W enc(relation mask)`` with W zero-initialised (``FUSION: "residual"``, the
+default: the identity at initialisation) or ``ReLU(W [u, enc(relation mask)])``
+(``"concat"``, the earlier form); :class:`~.nodes.MaskFusion`.
 """
 
 import torch
@@ -16,7 +21,7 @@ from torch import nn
 
 from ..relation.geometry import union_boxes
 from .kernels import KernelParameterNet, gaussian_kernels, smooth_masks
-from .nodes import MaskEncoder
+from .nodes import MaskEncoder, MaskFusion
 from .union_frame import masks_in_frames
 
 __all__ = ["EDGE_COMBINATIONS", "combine_masks", "EdgeGrounding"]
@@ -49,6 +54,7 @@ class EdgeGrounding(nn.Module):
         kernel_size: int = 9,
         combine: str = "product",
         mask_dim: int = 128,
+        fusion: str = "residual",
     ):
         """
         Args:
@@ -58,6 +64,7 @@ class EdgeGrounding(nn.Module):
             kernel_size: odd side of the Gaussian kernels.
             combine: one of :data:`EDGE_COMBINATIONS`.
             mask_dim: width of the relation-mask encoding.
+            fusion: ``"residual"`` or ``"concat"`` (:class:`~.nodes.MaskFusion`).
         """
         super().__init__()
         if combine not in EDGE_COMBINATIONS:
@@ -70,7 +77,7 @@ class EdgeGrounding(nn.Module):
         self.frame_size, self.kernel_size, self.combine = frame_size, kernel_size, combine
         self.kernel_net = KernelParameterNet(num_classes)
         self.encoder = MaskEncoder(mask_dim)
-        self.fuse = nn.Sequential(nn.Linear(union_dim + mask_dim, union_dim), nn.ReLU())
+        self.fuse = MaskFusion(union_dim, mask_dim, fusion)
 
     def relation_masks(
         self,
@@ -102,4 +109,4 @@ class EdgeGrounding(nn.Module):
         """(R, union_dim) union features + relation masks (see :meth:`relation_masks`)
         -> (R, union_dim) grounded edge features."""
         rel = self.relation_masks(masks, boxes, class_probs, pairs)
-        return self.fuse(torch.cat([union_features, self.encoder(rel)], dim=1))
+        return self.fuse(union_features, self.encoder(rel))

@@ -4,8 +4,13 @@ Used by ``SceneGraphROIHeads`` for any context model (configuration, not subclas
 
 1. :meth:`objects`: each object's auxiliary mask logits (from the frozen mask head) are
    transferred to its target class (``MaskTransferHead.transfer``);
-2. :meth:`node_features`: ``f_N([z, m])`` replaces ``ContextInputs.obj_features``;
-3. :meth:`edge_features`: relation masks fused with ``ContextInputs.union_features``;
+2. :meth:`node_features`: ``f_N(z, m)`` replaces ``ContextInputs.obj_features``; ``m`` is
+   the node mask (``NODE_MASK``): by default Eq. 5's masks over classes, the class-
+   probability-weighted mask ``sum_c p(c) m_c`` (PredCls: p is one-hot, so the GT class's
+   mask), or (``"argmax"``, the earlier form) the mask of the GT / arg-max class only;
+3. :meth:`edge_features`: relation masks fused with ``ContextInputs.union_features``; each
+   object's mask there is its GT / arg-max class's (Eq. 6 multiplies the two objects'
+   masks; the kernels already take the class distribution);
 4. :meth:`refine`: residual on the auxiliary logits from ``ContextOutputs.obj_repr``,
    trained with :meth:`refine_loss` on auxiliary images; :meth:`output_logits` picks the
    refined or plain logits at inference.
@@ -28,7 +33,15 @@ from .edges import EdgeGrounding
 from .nodes import NodeGrounding
 from .refinement import MaskRefinementHead, context_repr_dim, mask_pixel_loss
 
-__all__ = ["GroundingState", "SegmentationGrounding", "mask_instances"]
+__all__ = [
+    "NODE_MASKS",
+    "GroundingState",
+    "SegmentationGrounding",
+    "expected_masks",
+    "mask_instances",
+]
+
+NODE_MASKS = ("expected", "argmax")
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +55,8 @@ class GroundingState:
         masks: (N, M, M) transferred mask probabilities of each object's target class.
         class_probs: (N, C) target class distribution (one-hot for known labels).
         labels: (N,) target class each mask was transferred to (known label, else arg-max).
+        node_masks: (N, M, M) the class-probability-weighted masks that ground the nodes
+            (``NODE_MASK: "expected"``); None: the nodes use ``masks``.
         refined_logits: (N, d_m, M, M) refined auxiliary logits once
             :meth:`SegmentationGrounding.apply_refinement` ran (``masks`` are then theirs).
     """
@@ -50,6 +65,7 @@ class GroundingState:
     masks: torch.Tensor
     class_probs: torch.Tensor
     labels: Optional[torch.Tensor] = None
+    node_masks: Optional[torch.Tensor] = None
     refined_logits: Optional[torch.Tensor] = None
 
 
@@ -76,6 +92,8 @@ class SegmentationGrounding(nn.Module):
         refine_at_test: bool = True,
         aux_pairs_per_image: int = 64,
         use_refined_masks: bool = True,
+        fusion: str = "residual",
+        node_mask: str = "expected",
     ):
         """
         Args:
@@ -91,12 +109,26 @@ class SegmentationGrounding(nn.Module):
             aux_pairs_per_image: context pairs sampled per auxiliary image in training.
             use_refined_masks: the refined masks ground the nodes and edges of a second
                 context pass (the paper's final model; needs ``refine_dim``).
+            fusion: f_N / f_E fusion, ``"residual"`` or ``"concat"`` (``nodes.MaskFusion``).
+            node_mask: one of :data:`NODE_MASKS` (see the module docstring).
         """
         super().__init__()
-        self.node = NodeGrounding(obj_dim, mask_dim) if nodes else None
+        if node_mask not in NODE_MASKS:
+            raise ValueError(
+                f"MODEL.SGG.GROUNDING.NODE_MASK is {node_mask!r}; valid values are "
+                + ", ".join(NODE_MASKS)
+            )
+        self.node_mask = node_mask
+        self.node = NodeGrounding(obj_dim, mask_dim, fusion) if nodes else None
         self.edge = (
             EdgeGrounding(
-                num_classes, union_dim, union_mask_size, kernel_size, edge_combine, mask_dim
+                num_classes,
+                union_dim,
+                union_mask_size,
+                kernel_size,
+                edge_combine,
+                mask_dim,
+                fusion,
             )
             if edges
             else None
@@ -147,6 +179,8 @@ class SegmentationGrounding(nn.Module):
             "refine_at_test": g.REFINE_AT_TEST,
             "aux_pairs_per_image": g.AUX_PAIRS_PER_IMAGE,
             "use_refined_masks": g.USE_REFINED_MASKS,
+            "fusion": g.FUSION,
+            "node_mask": g.NODE_MASK,
         }
 
     @property
@@ -177,7 +211,17 @@ class SegmentationGrounding(nn.Module):
             probs = obj_logits.softmax(dim=1)
             labels = probs.argmax(dim=1)
         masks = mask_head.transfer_masks(aux_logits, labels)
-        return GroundingState(aux_logits=aux_logits, masks=masks, class_probs=probs, labels=labels)
+        state = GroundingState(aux_logits=aux_logits, masks=masks, class_probs=probs, labels=labels)
+        state.node_masks = self._node_masks(aux_logits, mask_head, state, gt_labels is not None)
+        return state
+
+    def _node_masks(self, logits, mask_head, state: GroundingState, known: bool):
+        """(N, M, M) expected masks of ``state``'s class distribution, or None where the
+        nodes use ``state.masks`` (``"argmax"``, no node grounding, or known labels: the
+        expectation over a one-hot distribution is the GT class's mask)."""
+        if self.node is None or self.node_mask == "argmax" or known:
+            return None
+        return expected_masks(mask_head.transfer_masks(logits), state.class_probs)
 
     def apply_refinement(self, state: GroundingState, obj_repr, mask_head) -> GroundingState:
         """Refine ``state`` in place from a context pass's ``obj_repr`` (N, D).
@@ -191,11 +235,18 @@ class SegmentationGrounding(nn.Module):
         """
         state.refined_logits = self.refine(state.aux_logits, obj_repr)
         state.masks = mask_head.transfer_masks(state.refined_logits, state.labels)
+        if state.node_masks is not None:
+            state.node_masks = expected_masks(
+                mask_head.transfer_masks(state.refined_logits), state.class_probs
+            )
         return state
 
     def node_features(self, obj_features: torch.Tensor, state: GroundingState) -> torch.Tensor:
         """(N, D) -> (N, D): grounded when nodes are on, else unchanged."""
-        return obj_features if self.node is None else self.node(obj_features, state.masks)
+        if self.node is None:
+            return obj_features
+        masks = state.masks if state.node_masks is None else state.node_masks
+        return self.node(obj_features, masks)
 
     def edge_features(self, union_features, state: GroundingState, boxes, pairs):
         """(R, U) union features -> (R, U): grounded when edges are on, else unchanged.
@@ -241,6 +292,19 @@ class SegmentationGrounding(nn.Module):
             n = len(r["instances"])
             r["instances"].pred_masks = masks[start : start + n]
             start += n
+
+
+def expected_masks(class_masks: torch.Tensor, class_probs: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's mask over classes: ``sum_c p(c) m_c``.
+
+    Args:
+        class_masks: (N, C, M, M) transferred mask of every target class.
+        class_probs: (N, C) class distribution of each object.
+
+    Returns:
+        (N, M, M).
+    """
+    return torch.einsum("nc,nchw->nhw", class_probs.to(class_masks.dtype), class_masks)
 
 
 def mask_instances(boxes, classes, scores, mask_logits, image_sizes) -> List[dict]:

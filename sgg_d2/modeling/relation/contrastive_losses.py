@@ -6,9 +6,13 @@ relation logits. An entity instance (a GT object; ``TrainingTargets.obj_gt_index
 *anchor*, once as subject and once as object. Its positive pairs are the sampled pairs in
 which it takes part with a relation, its negative pairs those it takes part in without
 one. Every loss is a margin ranking between the *least* related positive and the *most*
-related negative of a group, max(0, α - min_pos Φ + max_neg Φ), averaged over the groups
-that have both (groups of subject anchors and of object anchors averaged separately, then
-added):
+related negative of a group, max(0, α - min_pos Φ + max_neg Φ), over the groups that have
+both; groups of subject anchors and of object anchors are averaged separately, then added.
+How (``MODEL.SGG.CONTRASTIVE.GROUP_WEIGHTING``): ``"anchor"`` (the paper's Eqs. 3, 5, 7)
+averages each anchor's groups, then divides by the number of anchors with such a group, so
+every anchor weighs 1 / num_anchors (an anchor without a negative leaves the denominator);
+``"flat"`` (the earlier form) is one mean over all groups, so an anchor with several
+classes (L2) or predicates (L3) weighs more. L1 has one group per anchor: both agree.
 
 - L1, class agnostic: one group per anchor;
 - L2, entity-class aware: one group per (anchor, class of the other entity): negatives
@@ -19,6 +23,10 @@ added):
   pair sharing the predicate are told apart (proximal relationship ambiguity). This is the
   set construction of the authors' release (the affinity stays 1 - p(background)); the
   related pairs with another predicate are not negatives, as they are positives of L1.
+  A pair with several GT predicates takes part with the one the data layer kept
+  (``DATASETS.SGG.FILTER_DUPLICATE_RELATIONS`` keeps one at random in training; Eq. 7
+  would make it a positive of each of its predicates' groups): the pair labels are
+  single-label throughout the relation stage, a documented difference.
 
 Which pairs take part (the paper's sampling): anchors are drawn per image and side
 (``MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE``, 128 in RelDN's release) among the GT entities
@@ -50,12 +58,17 @@ from torch import nn
 from .loss_registry import RELATION_LOSS_REGISTRY
 
 __all__ = [
+    "GROUP_WEIGHTINGS",
     "GraphicalContrastiveLoss",
+    "anchor_mean",
     "pair_affinity",
     "group_margin_loss",
     "group_margins",
     "graphical_contrastive_terms",
 ]
+
+
+GROUP_WEIGHTINGS = ("anchor", "flat")
 
 
 def pair_affinity(rel_logits: torch.Tensor) -> torch.Tensor:
@@ -96,6 +109,37 @@ def group_margins(
     return F.relu(margin - min_pos[both] + max_neg[both]), int(has_pos.sum())
 
 
+def group_anchors(keys: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor):
+    """(G,) anchor (column 0 of ``keys``) of each group that :func:`group_margins` returns,
+    in the same order (arguments as there, without the affinities)."""
+    member = (keys >= 0).all(dim=1) & (positive | negative)
+    if not bool(member.any()):
+        return keys[:0, 0]
+    unique, group = torch.unique(keys[member], dim=0, return_inverse=True)
+    pos = positive[member]
+    has_pos = torch.zeros(len(unique), dtype=torch.bool, device=keys.device)
+    has_neg = torch.zeros_like(has_pos)
+    has_pos[group[pos]] = True
+    has_neg[group[~pos]] = True
+    return unique[has_pos & has_neg, 0]
+
+
+def anchor_mean(violations: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Eqs. 3, 5, 7: ``(1 / num_anchors) sum_a (1 / |G_a|) sum_{g in G_a} violation_g``.
+
+    Args:
+        violations: (G,) hinge of each group; anchors: (G,) int64 anchor of each group.
+
+    Returns:
+        A scalar (G >= 1): each anchor's groups averaged, then the anchors averaged.
+    """
+    _, anchor = torch.unique(anchors, return_inverse=True)
+    num = int(anchor.max()) + 1
+    total = violations.new_zeros(num).index_add(0, anchor, violations)
+    count = violations.new_zeros(num).index_add(0, anchor, torch.ones_like(violations))
+    return (total / count).mean()
+
+
 def group_margin_loss(
     affinity: torch.Tensor,
     keys: torch.Tensor,
@@ -124,6 +168,7 @@ def graphical_contrastive_terms(
     margins: Tuple[float, float, float],
     anchors: Optional[torch.Tensor] = None,
     stats: Optional[Dict[str, float]] = None,
+    weighting: str = "anchor",
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The unweighted L1, L2, L3 of a batch (see the module docstring).
 
@@ -140,6 +185,7 @@ def graphical_contrastive_terms(
             on a side only when its object on that side is an anchor. None: every matched
             entity is an anchor.
         stats: if given, filled with the diagnostics of the module docstring.
+        weighting: one of :data:`GROUP_WEIGHTINGS` (see the module docstring).
 
     Returns:
         (L1, L2, L3) scalars.
@@ -162,7 +208,11 @@ def graphical_contrastive_terms(
             violations, with_positive = group_margins(
                 affinity, keys[k], positive, negative, margins[k]
             )
-            if len(violations):
+            if len(violations) and weighting == "anchor":
+                terms[k] = terms[k] + anchor_mean(
+                    violations, group_anchors(keys[k], positive, negative)
+                )
+            elif len(violations):
                 terms[k] = terms[k] + violations.mean()
             counts["groups"][k] += len(violations)
             counts["active"][k] += int((violations > 0).sum())
@@ -198,6 +248,7 @@ class GraphicalContrastiveLoss(nn.Module):
         margins: Tuple[float, float, float] = (0.2, 0.2, 0.2),
         use: Tuple[bool, bool, bool] = (True, True, True),
         anchors_per_image: int = 128,
+        group_weighting: str = "anchor",
     ):
         """
         Args:
@@ -206,6 +257,7 @@ class GraphicalContrastiveLoss(nn.Module):
             use: which of L1, L2, L3 are computed.
             anchors_per_image: anchors drawn per image and side (0: groups within the
                 cross-entropy sample).
+            group_weighting: one of :data:`GROUP_WEIGHTINGS` (module docstring).
         """
         super().__init__()
         for name, values in (("WEIGHTS", weights), ("MARGINS", margins)):
@@ -218,6 +270,12 @@ class GraphicalContrastiveLoss(nn.Module):
             raise ValueError(
                 "MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE must be >= 0, got " f"{anchors_per_image}"
             )
+        if group_weighting not in GROUP_WEIGHTINGS:
+            raise ValueError(
+                f"MODEL.SGG.CONTRASTIVE.GROUP_WEIGHTING is {group_weighting!r}; valid values "
+                f"are {', '.join(GROUP_WEIGHTINGS)}"
+            )
+        self.group_weighting = group_weighting
         self.weights = tuple(float(w) for w in weights)
         self.margins = tuple(float(m) for m in margins)
         self.use = tuple(bool(u) for u in use)
@@ -232,6 +290,7 @@ class GraphicalContrastiveLoss(nn.Module):
             "margins": tuple(c.MARGINS),
             "use": (c.USE_L1, c.USE_L2, c.USE_L3),
             "anchors_per_image": c.ANCHORS_PER_IMAGE,
+            "group_weighting": c.GROUP_WEIGHTING,
         }
 
     def forward(self, rel_logits: torch.Tensor, pair_labels: torch.Tensor, inputs):
@@ -270,6 +329,7 @@ class GraphicalContrastiveLoss(nn.Module):
             self.margins,
             anchors=anchors,
             stats=stats,
+            weighting=self.group_weighting,
         )
         self.last_diagnostics = stats
         _put_scalars(stats)
