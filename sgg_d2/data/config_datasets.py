@@ -83,8 +83,14 @@ def register_config_datasets(cfg) -> List[str]:
     return register_json_datasets(cfg.DATASETS.SGG.JSON)
 
 
-def require_registered(names: Iterable[str], key: str) -> None:
+_CONFIG_HINT = "DATASETS.SGG.JSON [[name, annotation_file, image_root]]"
+
+
+def require_registered(names: Iterable[str], key: str, register_hint: str = _CONFIG_HINT) -> None:
     """Raise a clear error when a dataset of config key ``key`` is not registered.
+
+    ``register_hint`` says how the caller registers custom scene-graph JSON data (the
+    config key by default; the evaluation CLI's ``--register`` option there).
 
     Raises:
         DatasetNotRegisteredError: (a ``KeyError``) naming the missing dataset, the
@@ -100,8 +106,7 @@ def require_registered(names: Iterable[str], key: str) -> None:
             f"{key}: dataset {name!r} is not registered. Builtin names are registered from "
             f"$SGG_DATASETS={root} when their files exist there (layouts: datasets/README.md"
             f"{'; that folder does not exist' if not os.path.isdir(root) else ''}); custom "
-            "scene-graph JSON data: DATASETS.SGG.JSON [[name, annotation_file, image_root]]. "
-            f"{_registered_summary(known)}"
+            f"scene-graph JSON data: {register_hint}. {_registered_summary(known)}"
         )
 
 

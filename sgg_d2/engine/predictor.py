@@ -2,6 +2,7 @@
 
 import logging
 import os
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -182,7 +183,10 @@ class SceneGraphPredictor(DefaultPredictor):
                 else torch.zeros(n, dtype=torch.int64)
             )
             inputs["instances"] = inst
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Detectron2's anchor generator calls torch.meshgrid without ``indexing``; the
+            # notice is about torch's future default, not the user's input.
+            warnings.filterwarnings("ignore", "torch.meshgrid", UserWarning)
             return self.model([inputs])[0]
 
     def to_scene_graph(self, outputs: Dict) -> Dict[str, List[Dict]]:

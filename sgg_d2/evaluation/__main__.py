@@ -176,7 +176,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         except (KeyError, yaml.YAMLError) as e:  # unknown key, bad YAML
             raise ValueError(f"--config-file {args.config_file}: {e}") from e
     register_json_datasets(args.register, key="--register")
-    require_registered([args.dataset], "--dataset")
+    hint = "--register NAME JSON IMAGE_ROOT, or --config-file C with DATASETS.SGG.JSON"
+    require_registered([args.dataset], "--dataset", hint)
     payload = load_compact_predictions(args.predictions)
     if payload["dataset"] != args.dataset:
         logger.warning(
