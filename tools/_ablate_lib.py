@@ -22,7 +22,7 @@ from tabulate import tabulate
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Metrics kept in the main table (the subset metrics "...[name]" are added when present).
-MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "zsR@50", "ng-R@50"]
+MAIN_METRICS = ["R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "F@50", "zsR@50", "ng-R@50"]
 HEADLINE_METRICS = ["R@50", "mR@50"]
 MODES = ("predcls", "sgcls", "sgdet")
 # A comma followed by "KEY.PATH=" starts the next override; other commas belong to values.

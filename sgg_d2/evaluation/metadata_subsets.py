@@ -141,11 +141,15 @@ def subset_metrics(found: Dict[str, float], name: str, ks: Sequence[int]) -> Dic
     }
 
 
-def subset_table(metrics: Dict[str, float], names: List[str], columns: List[str]) -> str:
+def subset_table(
+    metrics: Dict[str, float], names: List[str], columns: List[str], title: str = ""
+) -> str:
     """Log table of the subset metrics (``"R@50[name]"`` keys), one row per family and
-    subset; empty when there are none."""
+    subset, under ``title`` (default: the metadata subsets' one); empty when there are
+    none."""
     if not metrics:
         return ""
+    title = title or "Subsets (R@K over the subset's GT triplets, mR@K over its classes):"
     families = [f"{family}[{name}]" for name in names for family in SUBSET_FAMILIES]
     # metric_grid_table reads family + column, e.g. "R[x]" + "@50"; rename to match.
     renamed = {}
@@ -153,6 +157,4 @@ def subset_table(metrics: Dict[str, float], names: List[str], columns: List[str]
         family_at, name = key[:-1].split("[", 1)
         family, k = family_at.split("@")
         renamed[f"{family}[{name}]@{k}"] = value
-    return "\nSubsets (R@K over the subset's GT triplets, mR@K over its classes):\n" + (
-        metric_grid_table(renamed, families, columns)
-    )
+    return f"\n{title}\n" + metric_grid_table(renamed, families, columns)

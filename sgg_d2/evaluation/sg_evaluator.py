@@ -1,8 +1,10 @@
 """``SceneGraphEvaluator``: the Visual Genome protocol (SGDet / SGCls / PredCls).
 
-Metrics (percent): R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K and, in the GT-box modes
-(PredCls, SGCls), A@K; per-predicate recall in the log table and the JSON file. The
-protocol is documented in ``docs/EVALUATION.md`` and :mod:`.functional.recall`.
+Metrics (percent): R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K, F@K and ng-F@K (harmonic
+mean of R@K and mR@K), ``mR@K[head]`` / ``mR@K[body]`` / ``mR@K[tail]`` (predicate groups by
+training count, :mod:`.predicate_groups`) and, in the GT-box modes (PredCls, SGCls), A@K;
+per-predicate recall in the log table and the JSON file. The protocol is documented in
+``docs/EVALUATION.md`` and :mod:`.functional.recall`.
 
 Subsets (:mod:`.subsets` defines R@K / mR@K on a subset of images and predicates,
 :mod:`.metadata_subsets` reads the named ones): when the dataset's metadata has
@@ -31,7 +33,7 @@ from .functional.candidates import (
 )
 from .functional.many_to_many import match_scene_graph_images
 from .functional.matching import GroundTruthGraph
-from .functional.recall import aggregate_scene_graph_recall, zero_shot_mask
+from .functional.recall import aggregate_scene_graph_recall, f_scores, zero_shot_mask
 from .metadata_subsets import (
     Subset,
     metadata_subsets,
@@ -39,6 +41,15 @@ from .metadata_subsets import (
     subset_details,
     subset_metrics,
     subset_table,
+)
+from .predicate_groups import (
+    GROUP_NAMES,
+    PYSGG_RULE,
+    PredicateGroupRule,
+    TrainingGroups,
+    check_subset_names,
+    load_training_groups,
+    rule_from_config,
 )
 from .prediction_io import numpy_candidates
 from .subsets import subset_recall
@@ -50,11 +61,12 @@ logger = logging.getLogger(__name__)
 
 # Modes where the model's instances are the image's annotations, in dataset order.
 GT_BOX_MODES = ("predcls", "sgcls")
-FAMILIES = ["R", "mR", "zsR", "ng-R", "ng-mR", "ng-zsR", "A"]
+FAMILIES = ["R", "mR", "F", "zsR", "ng-R", "ng-mR", "ng-F", "ng-zsR", "A"]
+_NOT_LOADED = object()  # SceneGraphEvaluator._groups before the first lookup
 
 
 class SceneGraphEvaluator(RelationEvaluatorBase):
-    """R@K / ng-R@K / mR@K / ng-mR@K / zsR@K / A@K evaluator of a scene-graph dataset.
+    """R@K / ng-R@K / mR@K / ng-mR@K / zsR@K / F@K / A@K evaluator of a scene-graph dataset.
 
     ``mode`` only changes what is reported and which pairs compete:
 
@@ -66,7 +78,8 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
 
     Subsets: ``R@K[name]`` / ``mR@K[name]`` from the dataset metadata's
     ``predicate_groups`` and ``image_tags`` (module docstring), and
-    :meth:`evaluate_subset` for any subset.
+    :meth:`evaluate_subset` for any subset. Long tail: ``mR@K[head]``, ``mR@K[body]``,
+    ``mR@K[tail]`` from the training split's predicate counts (:mod:`.predicate_groups`).
     """
 
     kind = "scene_graph"
@@ -82,6 +95,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         sgdet_overlap_only: bool = False,
         zero_shot_triplets: Optional[np.ndarray] = None,
         statistics_cache_dir: Optional[str] = None,
+        predicate_groups: Union[PredicateGroupRule, Dict[str, Any], None] = PYSGG_RULE,
     ):
         """
         Args:
@@ -95,9 +109,12 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
                 None asks the data layer (``get_zero_shot_triplets``); an empty array
                 turns zsR@K off.
             statistics_cache_dir: cache folder passed to ``get_zero_shot_triplets``.
+            predicate_groups: head / body / tail boundaries (a rule or its ``to_dict``;
+                default PySGG's counts); None: no ``mR@K[head/body/tail]``.
 
         Raises:
-            ValueError: invalid ``mode`` (lists the valid ones), ``ks`` or zero-shot array.
+            ValueError: invalid ``mode`` (lists the valid ones), ``ks``, zero-shot array
+                or predicate group rule.
         """
         if mode is not None and mode not in SGG_MODES:
             raise ValueError(f"mode is {mode!r}; valid modes are {', '.join(SGG_MODES)} or None")
@@ -110,6 +127,8 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         self._overlap_only = bool(sgdet_overlap_only)
         self._zero_shot = None if zero_shot_triplets is None else _as_triplets(zero_shot_triplets)
         self._statistics_cache_dir = statistics_cache_dir
+        self._group_rule = PredicateGroupRule.coerce(predicate_groups)
+        self._groups: Any = _NOT_LOADED  # Optional[TrainingGroups], looked up once
         self._evaluated_ids: List[Hashable] = []
         self._last_evaluation = None  # (image ids, gts, matches) of the last evaluation
 
@@ -126,6 +145,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             "iou_threshold": cfg.TEST.SGG.IOU_THRESHOLD,
             "sgdet_overlap_only": cfg.TEST.SGG.SGDET_OVERLAP_ONLY,
             "statistics_cache_dir": cache_dir,
+            "predicate_groups": rule_from_config(cfg),
         }
 
     def settings(self) -> Dict[str, Any]:
@@ -134,6 +154,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             "ks": list(self._ks),
             "iou_threshold": self._iou_threshold,
             "sgdet_overlap_only": self._overlap_only,
+            "predicate_groups": self._group_rule.to_dict() if self._group_rule else None,
         }
 
     def zero_shot_triplets(self) -> np.ndarray:
@@ -145,10 +166,29 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             self._zero_shot = _as_triplets(found)
         return self._zero_shot
 
+    def training_groups(self) -> Optional[TrainingGroups]:
+        """The head / body / tail groups from the training split, looked up on first use;
+        None when off or skipped (with one log notice, see
+        :func:`~.predicate_groups.load_training_groups`).
+
+        Raises:
+            ValueError: a metadata subset is named head, body or tail, or the training
+                split does not fit the dataset.
+        """
+        if self._groups is _NOT_LOADED:
+            self._groups = None
+            if self._group_rule is not None:
+                names = self._predicate_classes
+                self._groups = load_training_groups(self._dataset_name, names, self._group_rule)
+        if self._groups is not None:
+            check_subset_names(self._dataset_name, self.metadata_subsets())
+        return self._groups
+
     def reset(self):
         super().reset()
         if comm.is_main_process():
             self.zero_shot_triplets()  # fail before inference, not after it
+            self.training_groups()
 
     def _check_gt_boxes(self, image_id, num_instances: int, gt: GroundTruthGraph):
         if self._mode in GT_BOX_MODES and num_instances != len(gt.labels):
@@ -304,8 +344,13 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             zero_shot=masks,
             pair_accuracy=self._mode in GT_BOX_MODES,
         )
+        metrics.update(f_scores(metrics, self._ks))
         columns = [f"@{k}" for k in self._ks]
         metrics = ordered(metrics, FAMILIES, columns)
+        groups = self.training_groups()
+        found_groups = groups.metrics(per_predicate, self._ks) if groups else {}
+        group_title = groups.title() if groups else ""
+        metrics.update(found_groups)
         found_subsets, subsets = self._subset_metrics(gts, matches)
         metrics.update(found_subsets)
         details = {
@@ -314,6 +359,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             "num_gt_triplets": int(sum(len(gt.relations) for gt in gts)),
             "num_zero_shot_gt_triplets": int(sum(m.sum() for m in masks)) if masks else 0,
             "per_predicate": per_predicate_json(self._predicate_classes, per_predicate),
+            "predicate_groups": groups.details(self._predicate_classes) if groups else None,
             "subsets": subsets,
         }
         class_columns = ["num_gt", "num_images"]
@@ -321,6 +367,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         table = (
             f"mode: {self._mode}, {len(gts)} images\n"
             + metric_grid_table(metrics, FAMILIES, columns)
+            + subset_table(found_groups, list(GROUP_NAMES), columns, group_title)
             + subset_table(found_subsets, list(subsets), columns)
             + "\nPer-predicate recall (mean over images containing the predicate):\n"
             + per_predicate_table(self._predicate_classes, per_predicate, class_columns)

@@ -89,6 +89,7 @@ def test_cli_reevaluates_saved_predictions(dataset, predictions, tmp_path, capsy
         {"R@1": 50, "R@3": 50, "mR@1": 50, "mR@3": 50, "zsR@1": 0, "zsR@3": 0}
         | {"ng-R@1": 50, "ng-R@3": 100, "ng-mR@1": 50, "ng-mR@3": 100}
         | {"ng-zsR@1": 0, "ng-zsR@3": 100}
+        | {"F@1": 50, "F@3": 50, "ng-F@1": 50, "ng-F@3": 100}
     )
     assert (
         json.loads((out_dir / "scene_graph_metrics.json").read_text())["metrics"] == printed["sgg"]

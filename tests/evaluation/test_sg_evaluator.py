@@ -134,6 +134,19 @@ EXPECTED_PREDCLS = {
     "A@1": 40.0,
     "A@3": 60.0,
     "A@5": 60.0,
+    # F@K = 2 R mR / (R + mR): 2 * 25 * (100/3) / (25 + 100/3) = 200/7;
+    # 2 * 37.5 * 50 / 87.5 = 300/7; ng @5: 2 * 50 * (250/3) / (50 + 250/3) = 62.5.
+    "F@1": 200 / 7,
+    "F@3": 200 / 7,
+    "F@5": 300 / 7,
+    "ng-F@1": 200 / 7,
+    "ng-F@3": 200 / 7,
+    "ng-F@5": 62.5,
+    # The dataset is its own train_split: on 2, has 1, near 2 training instances, all
+    # tail (< 500, PySGG's counts); head and body are empty, so left out.
+    "mR@1[tail]": 100 / 3,
+    "mR@3[tail]": 100 / 3,
+    "mR@5[tail]": 50.0,
 }
 
 
@@ -273,6 +286,7 @@ def test_build_from_config_reads_mode_ks_and_overlap_flag(dataset, tmp_path):
         "ks": [1, 3, 5],
         "iou_threshold": 0.5,
         "sgdet_overlap_only": False,
+        "predicate_groups": {"mode": "count", "head_above": 10000, "tail_below": 500},
     }
     name = f"sgg_d2_test_sg_type_{uuid.uuid4().hex[:8]}"
     MetadataCatalog.get(name).set(predicate_classes=PREDICATES, evaluator_type="coco")

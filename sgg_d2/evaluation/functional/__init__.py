@@ -32,7 +32,13 @@ from .matching import (
     union_boxes,
 )
 from .openimages import aggregate_openimages, match_openimages_image, voc_average_precision
-from .recall import aggregate_scene_graph_recall, match_scene_graph_image, zero_shot_mask
+from .recall import (
+    aggregate_scene_graph_recall,
+    f_scores,
+    group_mean_recall,
+    match_scene_graph_image,
+    zero_shot_mask,
+)
 from .vrd import aggregate_vrd_recall, match_vrd_image
 
 __all__ = [
@@ -44,6 +50,8 @@ __all__ = [
     "TripletCandidates",
     "aggregate_openimages",
     "aggregate_scene_graph_recall",
+    "f_scores",
+    "group_mean_recall",
     "aggregate_vrd_recall",
     "box_iou",
     "first_match_ranks",

@@ -1,4 +1,4 @@
-"""Scene-graph recall metrics: R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K, A@K.
+"""Scene-graph recall metrics: R@K, ng-R@K, mR@K, ng-mR@K, zsR@K, ng-zsR@K, A@K, F@K.
 
 Two steps, so that the per-image step can run where the predictions are (each process
 of a distributed run) and only small arrays travel:
@@ -13,6 +13,10 @@ Averaging rules (PROTOCOLS.md): R@K and zsR@K are means of per-image recalls ove
 that have at least one (zero-shot) GT triplet; mR@K averages per-class recall over images
 containing the class, then over *all* predicate classes (0 for a class never present),
 with no slot reserved for "all classes"; A@K is dataset-level (recalled / GT triplets).
+
+Derived from those (:func:`f_scores`, :func:`group_mean_recall`): F@K, the harmonic mean
+of R@K and mR@K; mR@K over a group of predicate classes (e.g. the head / body / tail
+groups of :mod:`~sgg_d2.evaluation.predicate_groups`).
 """
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -22,7 +26,13 @@ import numpy as np
 from .many_to_many import match_scene_graph_images
 from .matching import GroundTruthGraph, ImagePrediction
 
-__all__ = ["match_scene_graph_image", "zero_shot_mask", "aggregate_scene_graph_recall"]
+__all__ = [
+    "match_scene_graph_image",
+    "zero_shot_mask",
+    "aggregate_scene_graph_recall",
+    "f_scores",
+    "group_mean_recall",
+]
 
 # Result prefix of each candidate list: "gc" -> "R@K"/"mR@K"/"zsR@K", "ng" -> "ng-R@K"...
 CRITERION_PREFIX = {"gc": "", "ng": "ng-"}
@@ -145,6 +155,53 @@ def aggregate_scene_graph_recall(
             recalled = float(np.count_nonzero(first < k))
             metrics[f"A@{k}"] = 100 * recalled / len(first) if len(first) else float("nan")
     return metrics, per_predicate
+
+
+def f_scores(metrics: Dict[str, float], ks: Sequence[int]) -> Dict[str, float]:
+    """F@K = 2 R@K mR@K / (R@K + mR@K), for each K and each criterion present.
+
+    Args:
+        metrics: as returned by :func:`aggregate_scene_graph_recall` (percent).
+        ks: the K values.
+
+    Returns:
+        ``"F@K"`` (from R@K and mR@K) and ``"ng-F@K"`` (from ng-R@K and ng-mR@K), in
+        percent, for every K whose two inputs are both in ``metrics``; 0 when both are 0,
+        NaN when R@K is NaN (no image with a GT relation).
+    """
+    out: Dict[str, float] = {}
+    for prefix in CRITERION_PREFIX.values():
+        for k in ks:
+            recall = metrics.get(f"{prefix}R@{k}")
+            mean_recall = metrics.get(f"{prefix}mR@{k}")
+            if recall is None or mean_recall is None:
+                continue
+            total = recall + mean_recall
+            out[f"{prefix}F@{k}"] = 2 * recall * mean_recall / total if total else 0.0
+    return out
+
+
+def group_mean_recall(per_class: np.ndarray, groups: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """Mean of the per-class recalls of each group of predicate classes.
+
+    The per-class recalls are those mR@K averages (:func:`aggregate_scene_graph_recall`'s
+    ``per_predicate["R@K"]``, 0 for a class absent from the evaluated images), so the
+    group means weighted by group size average back to mR@K when the groups partition
+    the classes.
+
+    Args:
+        per_class: (P,) per-class recall.
+        groups: name -> predicate class indices (Q,) int64; an empty group is left out.
+
+    Returns:
+        name -> mean recall of the group's classes, in the unit of ``per_class``.
+    """
+    per_class = np.asarray(per_class, dtype=np.float64)
+    return {
+        name: float(per_class[np.asarray(indices, dtype=np.int64)].mean())
+        for name, indices in groups.items()
+        if len(indices)
+    }
 
 
 def _concat(arrays: List[np.ndarray], dtype) -> np.ndarray:
