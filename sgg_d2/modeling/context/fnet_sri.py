@@ -206,12 +206,8 @@ class SpatialRelationInference(nn.Module):
         """
         b = g_maps.shape[1]
         weight = self.fc.weight.reshape(self.fc.out_features, b, -1)  # (D, B, U)
-        flat = g_maps.flatten(2)  # (S, B, U)
-        # per subgraph: (S, 2B, D) read-out of its positive and negative parts
-        a = torch.cat([torch.relu(flat), torch.relu(-flat)], dim=1)
-        a = torch.einsum("sbu,dbu->sbd", a, torch.cat([weight, weight], dim=1))
-        k = 1.0 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]]  # (R, B) pair kernels
-        k = torch.cat([torch.relu(k), torch.relu(-k)], dim=1)  # (R, 2B)
+        a = _signed_readout(_signed(g_maps.flatten(2)), weight)  # (S, 2B, D)
+        k = _signed(1.0 + w_s[pairs[:, 0]] + w_o[pairs[:, 1]])  # (R, 2B) pair kernels
         # one (r_k, 2B) x (2B, D) product per subgraph over its pairs
         return per_subgraph_products(k, a, pair_to_subgraph) + self.fc.bias
 
@@ -233,15 +229,32 @@ class SpatialRelationInference(nn.Module):
         b = g_maps.shape[1]
         weight = self.fc.weight.reshape(self.fc.out_features, 3, b, -1)  # (D, 3, B, U)
         flat = g_maps.flatten(2)  # (S, B, U)
-        signed = torch.cat([torch.relu(flat), torch.relu(-flat)], dim=1)  # (S, 2B, U)
+        signed = _signed(flat)  # (S, 2B, U)
         own = torch.einsum("sbu,dbu->sd", torch.relu(flat), weight[:, 1])  # (S, D)
         ks, a_s = [], []
         for part, kernels in ((0, w_s[pairs[:, 0]]), (2, w_o[pairs[:, 1]])):
-            w = torch.cat([weight[:, part], weight[:, part]], dim=1)  # (D, 2B, U)
-            a_s.append(torch.einsum("sbu,dbu->sbd", signed, w))  # (S, 2B, D)
-            ks.append(torch.cat([torch.relu(kernels), torch.relu(-kernels)], dim=1))  # (R, 2B)
+            a_s.append(_signed_readout(signed, weight[:, part]))  # (S, 2B, D)
+            ks.append(_signed(kernels))  # (R, 2B)
         out = per_subgraph_products(torch.cat(ks, 1), torch.cat(a_s, 1), pair_to_subgraph)
         return out + own[pair_to_subgraph] + self.fc.bias
+
+
+def _signed(x: torch.Tensor) -> torch.Tensor:
+    """``[relu(x); relu(-x)]`` along dim 1: (S, B, ...) -> (S, 2B, ...). Splitting a map
+    into its positive and negative parts makes ``relu(map * k)`` linear in ``k``'s parts."""
+    return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
+
+
+def _signed_readout(signed: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per subgraph, the read-out of its positive and negative parts.
+
+    Args:
+        signed: (S, 2B, U) from :func:`_signed`; weight: (D, B, U) read-out weights.
+
+    Returns:
+        (S, 2B, D).
+    """
+    return torch.einsum("sbu,dbu->sbd", signed, torch.cat([weight, weight], dim=1))
 
 
 def per_subgraph_products(k: torch.Tensor, a: torch.Tensor, pair_to_subgraph) -> torch.Tensor:
