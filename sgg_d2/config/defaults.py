@@ -111,6 +111,18 @@ def _add_relation_head_config(cfg: CN) -> None:
     sgg.REL_LOSS_WEIGHT = 1.0
     # Extra relation losses (names in RELATION_LOSS_REGISTRY) added for any context model.
     sgg.EXTRA_RELATION_LOSSES = []
+    # Debiasing (docs/MODELS.md, "Debiasing"; sgg_d2/modeling/relation/debias.py), any
+    # context model. Post-hoc logit adjustment (Menon et al. 2021) at inference: predicate
+    # logits minus TAU * log p(predicate) of the training split; background untouched;
+    # 0 = off. Applies to an already trained model (--eval-only ... TAU 1.0).
+    sgg.LOGIT_ADJUSTMENT = CN()
+    sgg.LOGIT_ADJUSTMENT.TAU = 0.0
+    # Class weights of the predicate cross-entropy from the training split's predicate
+    # counts: "none", "inverse" (1 / n_p) or "effective_number" (Cui et al. 2019:
+    # (1 - beta) / (1 - beta^n_p)); predicate weights normalised to mean 1, background 1.
+    sgg.PREDICATE_LOSS_WEIGHTING = "none"
+    # beta of the effective number of samples, in [0, 1).
+    sgg.EFFECTIVE_NUMBER_BETA = 0.999
 
 
 def _add_motifs_config(cfg: CN) -> None:
@@ -344,7 +356,8 @@ def _add_dataset_config(cfg: CN) -> None:
 
 
 def _add_sgg_data_config(cfg: CN) -> None:
-    """``DATASETS.SGG``: how relation datasets are filtered, registered, checked and cached."""
+    """``DATASETS.SGG``: how relation datasets are filtered, registered, checked and cached;
+    ``DATALOADER.SGG_RESAMPLING``: how training images are resampled."""
     cfg.DATASETS.SGG = CN()
     # Train-time: keep one predicate (chosen at random) per (subject, object) pair.
     cfg.DATASETS.SGG.FILTER_DUPLICATE_RELATIONS = True
@@ -360,6 +373,16 @@ def _add_sgg_data_config(cfg: CN) -> None:
     # annotations' width/height; sgg_d2.data.validate): -1 all, 0 none, N > 0 an evenly
     # spread sample of N per dataset (for VG-sized data).
     cfg.DATASETS.SGG.VALIDATE_IMAGES = -1
+    # BGNN's bi-level resampling of the training images (Li et al. 2021; sgg_d2/data/
+    # resampling.py), for any model: images repeated by the rarest predicate they hold,
+    # r_i = max_p max(1, sqrt(REPEAT_THRESHOLD / f_p)), f_p the predicate's share of all
+    # training relations; in an image with r_i > 1, a relation of predicate p is dropped
+    # with probability min(1, max(0, DROP_RATE * (1 - r_p / r_i))). The authors' values
+    # (PySGG's BGNN training: REPEAT_FACTOR 0.13, INSTANCE_DROP_RATE 1.6).
+    cfg.DATALOADER.SGG_RESAMPLING = CN()
+    cfg.DATALOADER.SGG_RESAMPLING.ENABLED = False
+    cfg.DATALOADER.SGG_RESAMPLING.REPEAT_THRESHOLD = 0.13
+    cfg.DATALOADER.SGG_RESAMPLING.DROP_RATE = 1.6
 
 
 def _add_evaluation_config(cfg: CN) -> None:

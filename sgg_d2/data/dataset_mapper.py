@@ -84,8 +84,9 @@ class SceneGraphDatasetMapper:
       order, so relation indices stay valid (no empty-box filtering);
     - ``relations``: int64 tensor (R, 3) ``[subject, object, predicate]`` indexing
       ``instances``. At train time, if ``filter_duplicate_relations``, one predicate per
-      (subject, object) pair is kept at random; at test time the ground truth is
-      untouched.
+      (subject, object) pair is kept at random, then ``relation_dropper`` (bi-level
+      resampling's instance drops, ``sgg_d2.data.resampling``) may thin them out; at test
+      time the ground truth is untouched.
 
     Augmentations come from :func:`build_augmentations`: ``ResizeShortestEdge`` from
     ``INPUT.MIN_SIZE_*``/``MAX_SIZE_*`` and, at train time only, a flip when
@@ -105,6 +106,7 @@ class SceneGraphDatasetMapper:
         image_format: str,
         mask_format: str = "polygon",
         filter_duplicate_relations: bool = False,
+        relation_dropper=None,
     ):
         """
         Args:
@@ -113,12 +115,15 @@ class SceneGraphDatasetMapper:
             image_format: e.g. ``"BGR"`` (``INPUT.FORMAT``).
             mask_format: ``"polygon"`` or ``"bitmask"``.
             filter_duplicate_relations: keep one predicate per pair (train only).
+            relation_dropper: ``(dataset_dict, relations) -> kept relations``, applied
+                after duplicate filtering (train only), e.g. a ``RelationDropper``; or None.
         """
         self.is_train = is_train
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.mask_format = mask_format
         self.filter_duplicates = bool(filter_duplicate_relations and is_train)
+        self.relation_dropper = relation_dropper if is_train else None
         logger.info(
             "SceneGraphDatasetMapper (%s): augmentations %s, duplicate filtering %s",
             "train" if is_train else "test",
@@ -185,6 +190,8 @@ class SceneGraphDatasetMapper:
             )
         if self.filter_duplicates:
             relations = filter_duplicate_relations(relations)
+        if self.relation_dropper is not None:
+            relations = self.relation_dropper(dataset_dict, relations)
         return torch.as_tensor(relations, dtype=torch.int64)
 
     def __call__(self, dataset_dict: Dict) -> Dict:

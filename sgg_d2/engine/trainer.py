@@ -11,6 +11,7 @@ from detectron2.data import (
     MetadataCatalog,
     build_detection_test_loader,
     build_detection_train_loader,
+    get_detection_dataset_dicts,
 )
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.evaluation import COCOEvaluator
@@ -26,6 +27,7 @@ from ..data.joint_loader import (
     build_joint_train_loader,
     is_aux_dataset,
 )
+from ..data.resampling import build_resampling
 from ..data.validate import validate_training_data
 from ..evaluation import build_sgg_evaluator
 from ..modeling.relation.union_features import copy_detector_backbone
@@ -173,18 +175,33 @@ class SceneGraphTrainer(DefaultTrainer):
     @classmethod
     def _build_batches(cls, cfg):
         """The training batches and the :class:`SeededMapper` s they are mapped with
-        (target images: stream 0, auxiliary images: stream 1)."""
+        (target images: stream 0, auxiliary images: stream 1); with
+        ``DATALOADER.SGG_RESAMPLING.ENABLED`` the bi-level resampling's sampler and instance
+        drops (:func:`~sgg_d2.data.resampling.build_resampling`)."""
+        aux_images = uses_aux_images(cfg)
+        dicts = sampler = dropper = None
+        if cfg.DATALOADER.SGG_RESAMPLING.ENABLED:
+            if aux_images or not is_scene_graph_model(cfg):
+                raise ValueError(
+                    "DATALOADER.SGG_RESAMPLING.ENABLED resamples a relation model's training "
+                    "images: not for detector configs nor with auxiliary mask images"
+                )
+            dicts = get_detection_dataset_dicts(
+                cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+            )
+            sampler, dropper = build_resampling(cfg, dicts)
         if is_scene_graph_model(cfg):
-            target_mapper = SceneGraphDatasetMapper(cfg, True)
+            target_mapper = SceneGraphDatasetMapper(cfg, True, relation_dropper=dropper)
         else:  # Detectron2's mapper with sgg_d2's augmentations (INPUT.RANDOM_ROTATE_90)
             target_mapper = DatasetMapper(cfg, True, augmentations=build_augmentations(cfg, True))
         if cfg.INPUT.RANDOM_ROTATE_90:  # batch turned images with their new orientation
             target_mapper = AugmentedShapeMapper(target_mapper)
         target = SeededMapper(target_mapper, stream=0)
-        if uses_aux_images(cfg):
+        if aux_images:
             aux = SeededMapper(build_aux_mapper(cfg, True), stream=1)
             return build_joint_train_loader(cfg, target, aux), (target, aux)
-        return build_detection_train_loader(cfg, mapper=target), (target,)
+        loader = build_detection_train_loader(cfg, mapper=target, dataset=dicts, sampler=sampler)
+        return loader, (target,)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):

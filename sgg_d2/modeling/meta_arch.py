@@ -11,6 +11,7 @@ from detectron2.structures import Instances
 
 from ..structures import Relations
 from ..structures.sources import AUX, TARGET, split_by_source
+from .relation.debias import predicate_counts_from_freq
 from .statistics import training_statistics
 
 __all__ = ["SceneGraphRCNN", "NAME_BYTES"]
@@ -149,6 +150,10 @@ class SceneGraphRCNN(GeneralizedRCNN):
             return self.roi_heads.forward_aux(images, features, proposals, targets), images
         if "relations" in batched_inputs[0]:
             relations = [x["relations"].to(self.device) for x in batched_inputs]
+        if self.roi_heads.logit_adjustment_tau and int(self.sgg_metadata_complete):
+            # the training counts the weights carry: inference needs no dataset
+            counts = predicate_counts_from_freq(self.sgg_freq_counts.cpu())
+            self.roi_heads.predicate_counts = counts.float().to(self.device)
         return self.roi_heads(images, features, proposals, targets, relations), images
 
     def forward(self, batched_inputs: List[Dict]):

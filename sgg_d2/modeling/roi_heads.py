@@ -32,6 +32,7 @@ from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
 from .context.build import ContextInputs, ContextOutputs, TrainingTargets, build_context_model
 from .grounding import SegmentationGrounding, build_grounding
+from .relation.debias import debiasing_from_config, logit_adjustment
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
 from .relation.losses import object_loss, relation_loss
@@ -72,6 +73,9 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         grounding: Optional[SegmentationGrounding] = None,
         aux_box_predictor: Optional[torch.nn.Module] = None,
         aux_box_head: Optional[torch.nn.Module] = None,
+        logit_adjustment_tau: float = 0.0,
+        predicate_counts: Optional[torch.Tensor] = None,
+        predicate_loss_weights: Optional[torch.Tensor] = None,
         **kwargs,
     ):
         """
@@ -87,6 +91,9 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
                 SGDet masks on auxiliary images), or None.
             aux_box_head: the auxiliary images' own box head (``GROUNDING.AUX_BOX_HEAD:
                 separate``), or None (``box_head`` serves both datasets).
+            logit_adjustment_tau, predicate_counts: post-hoc logit adjustment at inference
+                (``relation/debias.py``): tau (0 = off) and the (P,) training counts.
+            predicate_loss_weights: (P + 1,) class weights of the relation loss, or None.
             kwargs: ``StandardROIHeads`` arguments (the detector's heads).
         """
         super().__init__(**kwargs)
@@ -110,6 +117,10 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             [int(getattr(loss, "anchors_per_image", 0)) for loss in extra_losses] + [0]
         )
         self._init_grounding(grounding, aux_box_predictor, aux_box_head)
+        self.logit_adjustment_tau = float(logit_adjustment_tau)
+        # from the training statistics at build time, like the frequency bias (not saved)
+        self.register_buffer("predicate_counts", predicate_counts, persistent=False)
+        self.register_buffer("predicate_loss_weights", predicate_loss_weights, persistent=False)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -147,6 +158,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             # SGDet only: the authors' code skips triplet NMS with GT boxes
             triplet_nms_thresh=cfg.TEST.SGG.TRIPLET_NMS_THRESH if sgg.MODE == "sgdet" else 0.0,
             extra_losses=build_relation_losses(cfg),
+            **debiasing_from_config(cfg),
         )
         if sgg.GROUNDING.ENABLED:
             ret.update(build_grounding(cfg, ret, context, sgg.UNION_DIM, input_shape))
@@ -283,6 +295,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         )
         if self.training:
             return {}, self._losses(inputs, out, rel_logits, pair_labels)
+        rel_logits = logit_adjustment(rel_logits, self.predicate_counts, self.logit_adjustment_tau)
         results = scene_graph_outputs(
             boxes,
             inputs.image_sizes,
@@ -370,7 +383,8 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         targets = inputs.training
         ce = targets.ce_mask if targets.ce_mask is not None else slice(None)  # the L0 sample
         losses = {
-            "loss_relation": self.rel_loss_weight * relation_loss(rel_logits[ce], pair_labels[ce])
+            "loss_relation": self.rel_loss_weight
+            * relation_loss(rel_logits[ce], pair_labels[ce], self.predicate_loss_weights)
         }
         if inputs.gt_labels is None and out.obj_logits.requires_grad:
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
