@@ -21,7 +21,7 @@ setup:
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The same suite against Detectron2 built from D2_SOURCE, in $(UPSTREAM_VENV).
 setup-upstream:
@@ -30,7 +30,7 @@ setup-upstream:
 	@VENV='$(UPSTREAM_VENV)' D2_SOURCE='$(D2_SOURCE)' bash tools/setup_env.sh
 
 test-upstream: setup-upstream
-	$(UPSTREAM_VENV)/bin/python -m pytest -q tests
+	$(UPSTREAM_VENV)/bin/python -m pytest -q --durations=15 tests
 
 lint: setup
 	$(PY) -m ruff check .

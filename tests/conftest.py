@@ -7,6 +7,7 @@ so that no second module named ``conftest`` shadows ``tests/modeling/conftest.py
 modeling tests import from.
 """
 
+import logging
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -39,3 +40,16 @@ def trained_detector(world, tmp_path_factory):
     out = tmp_path_factory.mktemp("detector")
     train_net(world, "--config-file", DETECTOR, *CPU, *schedule(20, 5), "OUTPUT_DIR", str(out))
     return out
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_handlers():
+    """In-process runs of the scripts (``demo.main``, ``sgg_d2.evaluation.main``) attach
+    Detectron2 stream handlers bound to that test's captured stdout/stderr; removed after
+    the test so that a later test's log records do not go to a closed stream."""
+    loggers = [logging.getLogger(name) for name in ("sgg_d2", "sgg_d2.evaluation", "detectron2")]
+    before = [(lg, list(lg.handlers), lg.propagate) for lg in loggers]
+    yield
+    for lg, handlers, propagate in before:
+        lg.handlers[:] = handlers
+        lg.propagate = propagate

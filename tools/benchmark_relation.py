@@ -1,42 +1,64 @@
 #!/usr/bin/env python
-"""Time and peak memory of the relation stage vs the detector stage, per context model,
-at 20 / 40 / 80 objects per image (all N(N-1) pairs scored).
+"""Time, FLOPs, fraction of the machine's matmul peak and peak memory of the relation stage
+vs the detector stage, per context model, at 20 / 40 / 80 objects per image (all N(N-1)
+pairs scored); with ``--latency``, end-to-end SGDet latency per image of the VG150 models.
 
-Each (stage, model, N) is measured in a fresh subprocess so that peak memory (RSS growth
-on CPU, ``torch.cuda.max_memory_allocated`` on CUDA) is not polluted by earlier runs.
-The detector stage is backbone + RPN + box head with per-class NMS; the relation stage is
-everything the ``SceneGraphROIHeads`` adds on N given boxes (object features, union-box
-features, context, predictor, post-processing), i.e. SGDet's extra cost at N detections.
+Each (stage, model, N) is measured in a fresh subprocess (no cache or lazily built state
+carried over from another model). The detector stage is backbone + RPN + box head with
+per-class NMS; the relation stage is everything the ``SceneGraphROIHeads`` adds on N given
+boxes (object features, union-box features, context, predictor, post-processing), i.e.
+SGDet's extra cost at N detections. Per stage: time (mean of ``--repeats`` warm calls),
+FLOPs of one call (``torch.utils.flop_counter`` plus recurrent layers analytically), the
+achieved GFLOP/s and its fraction of the machine's fp32 matmul peak (the better of two
+measurements, at the start and the end of the run, same device and thread count), and the
+peak growth of live tensor bytes during a first call, from the allocator
+(``tools/_benchmark_lib.py`` says what each counts and misses).
 
     python tools/benchmark_relation.py [--sizes 20 40 80] [--image-size 592] [--device cpu]
-        [--widths synthetic|paper] [--json FILE] [--contexts A B+variant ...] [--train]
+        [--widths synthetic|paper] [--json FILE] [--markdown FILE] [--top-ops N]
+        [--contexts A B+variant ...] [--train]
+    python tools/benchmark_relation.py --latency [--backbones X101 R50] [--device cuda]
+        [--contexts ...] [--latency-image 592 800] [--opts KEY VALUE ...] [--markdown FILE]
 
 ``--widths synthetic`` (default): the synthetic configs' widths (F-Net's subgraph maps and
 bottleneck as in ``configs/synthetic/fnet_*``). ``--widths paper``: every model at its
 paper's (VG150 config) widths on the same synthetic backbone: 4096-d union features,
 512-d context, 200-d embeddings, 1024-d box head, F-Net's 512-channel subgraph maps and
-256-channel bottleneck. ``--json FILE`` writes the table as a list of rows
-``{"context", "N", "det_s", "rel_s", "det_mb", "rel_mb"}``.
+256-channel bottleneck. ``--json FILE`` writes one row per (model, N):
+``{"context", "N", "pairs", "device", "threads", "peak_gflop_per_s"}`` and per stage
+(``det`` / ``rel``): ``<stage>_s`` (seconds), ``<stage>_flops``, ``<stage>_gflop_per_s``,
+``<stage>_flop_fraction_of_peak``, ``<stage>_peak_bytes``, ``<stage>_mb`` (the same in MiB;
+before 2026-12 this was resident-set growth) and, with ``--top-ops N``,
+``<stage>_top_ops`` (``[{"op", "self_s", "share", "calls"}]``, the N operators with the
+most self time in one profiled call). ``--markdown FILE`` writes the table (and the top
+operators) as Markdown.
 
 A model may carry variants, ``<Context>+<variant>[+...]`` (:data:`VARIANTS`): e.g.
 ``RelDNContext+relbackbone`` adds RelDN's trained relation backbone
 (``MODEL.SGG.RELATION_BACKBONE``), ``+contrastive`` the graphical contrastive losses.
 ``--train`` times one relation-stage training step instead (forward + backward on N GT
 boxes with N/2 relations, frozen detector; rows ``{"context", "N", "train_s",
-"train_mb"}``), where a trained relation backbone costs most.
+"train_mb", "train_peak_bytes"}``), where a trained relation backbone costs most.
 
-Needs the synthetic world (``make synthetic``): the frequency bias is built from its
-training split.
+``--latency``: every context model's VG150 SGDet config with random weights, per detector
+backbone, on one VG-sized image (``tools/_benchmark_latency.py``).
+
+No dataset is needed: with the synthetic world registered (``make synthetic``), the
+frequency bias is built from its training split, without it from zeros (the same cost).
 """
 
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
-import threading
-import time
+
+if __package__:  # imported as tools.benchmark_relation (tests)
+    from . import _benchmark_latency as latency
+    from . import _benchmark_lib as lib
+else:  # run as a script: its folder is on sys.path
+    import _benchmark_latency as latency
+    import _benchmark_lib as lib
 
 CONTEXTS = (
     "FrequencyBaseline",
@@ -56,21 +78,15 @@ VARIANTS = {
 }
 # Config overrides per --widths (the detector backbone is the synthetic one in both).
 WIDTHS = {
-    "synthetic": ["MODEL.SGG.FNET.SUBGRAPH_DIM", "128", "MODEL.SGG.FNET.BOTTLENECK_DIM", "64"],
-    "paper": [
-        "MODEL.SGG.UNION_DIM",
-        "4096",
-        "MODEL.SGG.CONTEXT_HIDDEN_DIM",
-        "512",
-        "MODEL.SGG.EMBED_DIM",
-        "200",
-        "MODEL.ROI_BOX_HEAD.FC_DIM",
-        "1024",
-        "MODEL.SGG.FNET.SUBGRAPH_DIM",
-        "512",
-        "MODEL.SGG.FNET.BOTTLENECK_DIM",
-        "256",
-    ],
+    "synthetic": {"MODEL.SGG.FNET.SUBGRAPH_DIM": 128, "MODEL.SGG.FNET.BOTTLENECK_DIM": 64},
+    "paper": {
+        "MODEL.SGG.UNION_DIM": 4096,
+        "MODEL.SGG.CONTEXT_HIDDEN_DIM": 512,
+        "MODEL.SGG.EMBED_DIM": 200,
+        "MODEL.ROI_BOX_HEAD.FC_DIM": 1024,
+        "MODEL.SGG.FNET.SUBGRAPH_DIM": 512,
+        "MODEL.SGG.FNET.BOTTLENECK_DIM": 256,
+    },
 }
 
 
@@ -103,42 +119,15 @@ def build(context: str, device: str, image_size: int, widths: str = "synthetic")
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
             "0.0",
             *[x for v in variants for x in VARIANTS[v]],
-            *WIDTHS[widths],
+            *[x for key, value in WIDTHS[widths].items() for x in (key, str(value))],
         ],
     )
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
 
-class RssSampler:
-    """Peak growth of this process's resident memory while the block runs (CPU), sampled
-    from /proc every millisecond in a background thread."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self):
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-        self.peak_growth_mb = (self.peak - self.base) / 2**20
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
-def measure(stage, context, n, device, image_size, repeats, widths="synthetic"):
-    """Runs in the child process; prints one JSON line."""
+def measure(stage, context, n, device, image_size, repeats, widths="synthetic", top_n=0):
+    """Runs in the child process; prints one JSON line (:func:`_benchmark_lib.measure_stage`)."""
     import sgg_d2  # noqa: F401,I001  (first: detectron2._C stand-in)
     import torch
     from detectron2.structures import Boxes, Instances
@@ -173,32 +162,8 @@ def measure(stage, context, n, device, image_size, repeats, widths="synthetic"):
         print(json.dumps(measure_train(model, images, features, targets, repeats, device)))
         return
     with torch.no_grad():
-        row = time_and_peak(detector if stage == "detector" else relation, repeats, device)
-    print(json.dumps(row))
-
-
-def time_and_peak(fn, repeats, device):
-    """``{"seconds", "peak_mb"}``: the mean time of ``repeats`` warm calls of ``fn``, and the
-    peak memory growth during a first call before them (nothing cached yet): resident
-    memory on CPU, allocated memory on CUDA."""
-    import torch
-
-    if device != "cpu":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        with RssSampler() as sampler:
-            fn()
-        peak = sampler.peak_growth_mb
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device != "cpu":
-        torch.cuda.synchronize()
-    return {"seconds": (time.perf_counter() - t0) / repeats, "peak_mb": peak}
+        fn = detector if stage == "detector" else relation
+        print(json.dumps(lib.measure_stage(fn, device, repeats, top_n)))
 
 
 def measure_train(model, images, features, targets, repeats, device):
@@ -221,108 +186,230 @@ def measure_train(model, images, features, targets, repeats, device):
         for p in params:
             p.grad = None
 
-    return time_and_peak(step, repeats, device)
+    return lib.measure_stage(step, device, repeats)
 
 
 def train_table(args):
     """``--train``: training-step time and peak memory per model and N (no detector column)."""
     print(
         f"device {args.device}, image {args.image_size}px, relation-stage TRAINING step "
-        f"(forward + backward, {args.repeats} warm runs; memory: peak growth of the first)"
+        f"(forward + backward, {args.repeats} warm runs; memory: peak live tensor bytes of "
+        "the first, from the allocator)"
     )
     print(f"{'model':<40}{'N':>4}{'train s':>9}{'train MB':>10}")
     table = []
     for n in args.sizes:
         for context in args.contexts:
-            row = run_child("relation_train", context, n, args)
-            table.append(
-                {"context": context, "N": n, "train_s": row["seconds"], "train_mb": row["peak_mb"]}
-            )
-            print(f"{context:<40}{n:>4}{row['seconds']:>9.3f}{row['peak_mb']:>10.1f}")
-    if getattr(args, "json", None):
-        with open(args.json, "w") as f:
-            json.dump(table, f, indent=1)
+            m = run_child("relation_train", context, n, args)
+            row = {"context": context, "N": n, "train_s": m["time_s"]}
+            row.update(train_mb=m["peak_bytes"] / 2**20, train_peak_bytes=m["peak_bytes"])
+            table.append(row)
+            print(f"{context:<40}{n:>4}{row['train_s']:>9.3f}{row['train_mb']:>10.1f}")
+    write_json(args.json, table)
 
 
 def run_child(stage, context, n, args):
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        stage,
-        context,
-        str(n),
-        "--device",
-        args.device,
-        "--image-size",
-        str(args.image_size),
-        "--repeats",
-        str(args.repeats),
-        "--widths",
-        args.widths,
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """Measures one (stage, model, N) in a fresh interpreter; its JSON line as a dict."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", stage, context, str(n)]
+    cmd += ["--device", args.device, "--image-size", str(args.image_size)]
+    cmd += ["--repeats", str(args.repeats), "--widths", args.widths]
+    cmd += ["--top-ops", str(args.top_ops)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"benchmark_relation: {stage} {context} N={n} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80])
-    p.add_argument("--contexts", nargs="+", default=list(CONTEXTS))
-    p.add_argument("--image-size", type=int, default=592)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--widths", choices=sorted(WIDTHS), default="synthetic")
-    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
-    p.add_argument("--train", action="store_true", help="time a relation training step")
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        stage, context, n = args.child
-        measure(stage, context, int(n), args.device, args.image_size, args.repeats, args.widths)
-        return
-    if args.train:
-        return train_table(args)
-    print(
-        f"device {args.device}, image {args.image_size}px, {args.widths} widths, "
-        f"time: mean of {args.repeats} warm runs; memory: peak growth during the first run "
-        "(resident memory on CPU, allocated memory on CUDA)"
+def stage_fields(prefix: str, m: dict, peak_gflop_per_s: float) -> dict:
+    """A child's measurement as the row fields ``<prefix>_s``, ``<prefix>_flops``, ..."""
+    rate = lib.rate_fields(m["flops"], m["time_s"], peak_gflop_per_s)
+    row = {
+        f"{prefix}_s": m["time_s"],
+        f"{prefix}_flops": m["flops"],
+        f"{prefix}_gflop_per_s": rate["gflop_per_s"],
+        f"{prefix}_flop_fraction_of_peak": rate["flop_fraction_of_peak"],
+        f"{prefix}_peak_bytes": m["peak_bytes"],
+        f"{prefix}_mb": m["peak_bytes"] / 2**20,
+    }
+    if m["top_ops"]:
+        row[f"{prefix}_top_ops"] = m["top_ops"]
+    return row
+
+
+# fmt: off
+COLUMNS = (  # header, row key, width, format
+    ("model", "context", -24, ""), ("N", "N", 4, ""), ("pairs", "pairs", 6, ""),
+    ("det s", "det_s", 8, ".3f"), ("rel s", "rel_s", 8, ".3f"), ("rel/det", "ratio", 8, ".2f"),
+    ("det GFLOP", "det_gflop", 10, ".2f"), ("rel GFLOP", "rel_gflop", 10, ".2f"),
+    ("det GFLOP/s", "det_gflop_per_s", 12, ".1f"), ("rel GFLOP/s", "rel_gflop_per_s", 12, ".1f"),
+    ("det of peak", "det_flop_fraction_of_peak", 12, ".3f"),
+    ("rel of peak", "rel_flop_fraction_of_peak", 12, ".3f"),
+    ("det MB", "det_mb", 8, ".1f"), ("rel MB", "rel_mb", 8, ".1f"),
+)
+# fmt: on
+
+
+def _cells(row: dict) -> list:
+    view = dict(row, ratio=row["rel_s"] / row["det_s"])
+    view.update(det_gflop=row["det_flops"] / 1e9, rel_gflop=row["rel_flops"] / 1e9)
+    return [format(view[key], fmt) for _, key, _, fmt in COLUMNS]
+
+
+def _line(cells) -> str:
+    return "".join(c.ljust(-w) if w < 0 else c.rjust(w) for c, (_, _, w, _) in zip(cells, COLUMNS))
+
+
+def print_table(rows):
+    print(_line([h for h, _, _, _ in COLUMNS]))
+    for row in rows:
+        print(_line(_cells(row)))
+
+
+def markdown(rows, header: str) -> str:
+    """The table (and each model's top operators, if measured) as Markdown."""
+    lines = [header, "", "| " + " | ".join(h for h, *_ in COLUMNS) + " |"]
+    lines.append("|" + " --- |" * len(COLUMNS))
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    for name, n, ops in top_ops_lists(rows):
+        lines.append(f"- {name} (N={n}): {lib.ops_summary(ops)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_json(path, rows):
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+def setup_line(args, peak: float) -> str:
+    import torch
+
+    return (
+        f"device {args.device} ({lib.device_name(args.device)}, torch {torch.__version__}), "
+        f"{torch.get_num_threads()} thread(s), image "
+        f"{args.image_size}px, {args.widths} widths; time: mean of {args.repeats} warm "
+        f"runs; memory: peak live tensor bytes of the first run (allocator); fp32 matmul "
+        f"peak (best at the start and end of this run): {peak:.1f} GFLOP/s"
     )
-    print(
-        f"{'model':<24}{'N':>4}{'pairs':>7}{'det s':>8}{'rel s':>8}{'rel/det':>9}"
-        f"{'det MB':>9}{'rel MB':>9}"
-    )
-    rows, table = {}, []
+
+
+def relation_table(args):
+    """The default mode: detector and relation stage of every model at every N."""
+    import torch
+
+    first_peak = lib.matmul_peak_gflop_per_s(args.device)
+    measured = []  # (context, N, detector measurement, relation measurement)
     for n in args.sizes:
         det = run_child("detector", "FrequencyBaseline", n, args)
         for context in args.contexts:
-            rel = rows[context, n] = run_child("relation", context, n, args)
-            table.append(
-                {
-                    "context": context,
-                    "N": n,
-                    "det_s": det["seconds"],
-                    "rel_s": rel["seconds"],
-                    "det_mb": det["peak_mb"],
-                    "rel_mb": rel["peak_mb"],
-                }
-            )
-            ratio = rel["seconds"] / det["seconds"]
+            measured.append((context, n, det, run_child("relation", context, n, args)))
+            print(f"  measured {context} N={n}", file=sys.stderr)
+    # the machine's best in this run: a busy moment at the start would inflate the fractions
+    peak = max(first_peak, lib.matmul_peak_gflop_per_s(args.device))
+    print(setup_line(args, peak))
+    common = {"device": args.device, "threads": torch.get_num_threads()}
+    common["peak_gflop_per_s"] = peak
+    table = [
+        {"context": context, "N": n, "pairs": n * (n - 1), **common}
+        | stage_fields("det", det, peak)
+        | stage_fields("rel", rel, peak)
+        for context, n, det, rel in measured
+    ]
+    print_table(table)
+    print_top_ops(table)
+    print_fnet_vs_motifs(table, args)
+    write_json(args.json, table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            head = f"{setup_line(args, peak)}. Command: `{lib.command_line()}`"
+            f.write(markdown(table, head))
+
+
+def top_ops_lists(table) -> list:
+    """``(name, N, top_ops)`` of each profiled stage: the detector once per N, each model."""
+    out, done = [], set()
+    for row in table:
+        if row.get("det_top_ops") and row["N"] not in done:
+            done.add(row["N"])
+            out.append(("detector", row["N"], row["det_top_ops"]))
+        if row.get("rel_top_ops"):
+            out.append((row["context"], row["N"], row["rel_top_ops"]))
+    return out
+
+
+def print_top_ops(table):
+    for name, n, ops in top_ops_lists(table):
+        for op in ops:
             print(
-                f"{context:<24}{n:>4}{n * (n - 1):>7}{det['seconds']:>8.3f}{rel['seconds']:>8.3f}"
-                f"{ratio:>9.2f}{det['peak_mb']:>9.1f}{rel['peak_mb']:>9.1f}"
+                f"  {name:<24} N={n:<3} {op['share']:6.1%} {op['self_s']:8.4f} s"
+                f" {op['calls']:6d} calls  {op['op']}"
             )
+
+
+def print_fnet_vs_motifs(table, args):
+    rows = {(r["context"], r["N"]): r for r in table}
     if {"MotifsContext", "FactorizableNetContext"} <= set(args.contexts):
         print("\nF-Net vs MOTIFS relation stage (same run): time ratio, memory ratio")
         for n in args.sizes:
             f, m = rows["FactorizableNetContext", n], rows["MotifsContext", n]
             print(
-                f"  N={n:>3}: {f['seconds'] / m['seconds']:.2f}x time, "
-                f"{f['peak_mb'] / max(m['peak_mb'], 1e-6):.2f}x memory"
+                f"  N={n:>3}: {f['rel_s'] / m['rel_s']:.2f}x time, "
+                f"{f['rel_peak_bytes'] / max(m['rel_peak_bytes'], 1):.2f}x memory"
             )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(table, f, indent=1)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[20, 40, 80])
+    p.add_argument("--contexts", nargs="+", help="models (default: all; --latency: no variants)")
+    p.add_argument("--image-size", type=int, default=592)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--widths", choices=sorted(WIDTHS), default="synthetic")
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
+    p.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    p.add_argument(
+        "--top-ops",
+        type=int,
+        default=0,
+        metavar="N",
+        help="per stage and model, the N operators with the most self time",
+    )
+    p.add_argument("--train", action="store_true", help="time a relation training step")
+    latency.add_arguments(p)
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        stage, context, n = args.child
+        measure(
+            stage,
+            context,
+            int(n),
+            args.device,
+            args.image_size,
+            args.repeats,
+            args.widths,
+            args.top_ops,
+        )
+    elif args.latency:
+        latency.run(args)
+    else:
+        args.contexts = args.contexts or list(CONTEXTS)
+        for context in args.contexts:
+            for variant in context.split("+")[1:]:
+                if variant not in VARIANTS:
+                    sys.exit(
+                        f"--contexts {context}: unknown variant {variant!r}; "
+                        f"expected one of {sorted(VARIANTS)}"
+                    )
+        if args.train:
+            train_table(args)
+        else:
+            relation_table(args)
 
 
 if __name__ == "__main__":

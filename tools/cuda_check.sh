@@ -15,12 +15,21 @@
 # ~30 MB), to be carried along. On the GPU machine the script installs them offline,
 # builds Detectron2 from the archive with FORCE_CUDA=1 for the machine's GPU only
 # (tools/install_detectron2.py --source), runs `pytest -m cuda`, a short `train_net.py`
-# run of the detector and of MOTIFS on the GPU, and `tools/benchmark_relation.py --device
-# cuda` (20/40/80 detections), and writes the logs, a JUnit XML and the benchmark JSON into
-# $OUT (default output/cuda_check): 8 files at most.
+# run of the detector and of MOTIFS on the GPU, the end-to-end SGDet latency per image of
+# every context model at VG150 size with the X-101-FPN and R-50-FPN detectors
+# (`tools/benchmark_relation.py --latency --device cuda`, random weights) and the
+# relation-stage benchmark (`tools/benchmark_relation.py --device cuda`, 20/40/80
+# detections: time, FLOPs, fraction of the GPU's fp32 matmul peak, peak allocated bytes,
+# top kernels), and writes into $OUT (default output/cuda_check), 7 files: summary.txt,
+# pytest_cuda.xml, latency.md / latency.json, benchmark_relation.md /
+# benchmark_relation.json (the .md files are tables that drop into docs/BENCHMARKS.md),
+# and logs.tar.gz (every step's log).
 # Budget: the whole check ends within CHECK_BUDGET seconds (default 560); each step runs
 # under its own cap, cut to what is left, and the benchmark gets the rest.
-# BENCH_SIZES / BENCH_CONTEXTS (space-separated) narrow the benchmark to fit.
+# CHECK_SKIP (space-separated step names: install build_detectron2 pytest_cuda synthetic
+# train_net latency benchmark_relation) skips steps: CHECK_SKIP="pytest_cuda train_net"
+# for the figures alone. BENCH_SIZES / BENCH_CONTEXTS narrow the relation benchmark,
+# LATENCY_BACKBONES ("X101 R50") / LATENCY_CONTEXTS the latency table to fit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +67,9 @@ prepare() {
   done
   "$PYTHON" -m pip download -q --no-deps "${PLATFORM[@]}" -d "$WHEELS" "${download[@]}" \
     || fail "pip download"
-  (cd /tmp && "$PYTHON" -m pip wheel -q --no-deps -w "$OLDPWD/$WHEELS" "${SDIST_ONLY[@]}") \
+  local dest
+  dest=$(cd "$WHEELS" && pwd)  # absolute: pip wheel runs from /tmp (no local sources)
+  (cd /tmp && "$PYTHON" -m pip wheel -q --no-deps -w "$dest" "${SDIST_ONLY[@]}") \
     || fail "pip wheel ${SDIST_ONLY[*]}"
   say "prepared $(ls "$WHEELS" | wc -l) files, $(du -sh "$WHEELS" | cut -f1), in $WHEELS"
 }
@@ -127,6 +138,10 @@ DEADLINE=$(($(date +%s) + ${CHECK_BUDGET:-560}))
 step() {  # step NAME SECONDS CMD...: run with a timeout, log to $OUT/NAME.log, time it
   local name=$1 limit=$2 t0 rc left
   shift 2
+  if [[ " ${CHECK_SKIP:-} " == *" $name "* ]]; then
+    echo "$name skipped: CHECK_SKIP" | tee -a "$OUT/summary.txt"
+    return 0
+  fi
   t0=$(date +%s)
   left=$((DEADLINE - t0 - 5))
   [ "$left" -gt 0 ] || { echo "$name skipped: CHECK_BUDGET spent" | tee -a "$OUT/summary.txt"; return 124; }
@@ -137,9 +152,18 @@ step() {  # step NAME SECONDS CMD...: run with a timeout, log to $OUT/NAME.log, 
   return $rc
 }
 
+pack_logs() {  # the step logs as one file: at most 8 files come back from a GPU machine
+  local logs
+  logs=$(cd "$OUT" && ls -- *.log 2>/dev/null)
+  [ -n "$logs" ] || return 0
+  # shellcheck disable=SC2086
+  tar czf "$OUT/logs.tar.gz" -C "$OUT" $logs && (cd "$OUT" && rm -f -- $logs)
+}
+
 gpu_run() {
   mkdir -p "$OUT"
   : >"$OUT/summary.txt"
+  trap pack_logs EXIT
   command -v nvcc >/dev/null || fail "no nvcc on this machine"
   "$PYTHON" -c "import torch; assert torch.cuda.is_available(), 'no GPU visible to torch'" \
     || fail "torch sees no CUDA GPU"
@@ -174,12 +198,13 @@ print('detectron2 CUDA ops: yes (box_iou_rotated on', torch.cuda.get_device_name
     || fail "Detectron2 was built without CUDA ops"
   step pytest_cuda 150 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider -rs tests \
     --junitxml="$OUT/pytest_cuda.xml"
-  tail -3 "$OUT/pytest_cuda.log" | tee -a "$OUT/summary.txt"
-  # train_net.py on the GPU (the trainer, default_setup's collect_env, evaluation): the
-  # synthetic world, then a short detector training and a short MOTIFS SGCls training on it.
+  [ -f "$OUT/pytest_cuda.log" ] && tail -3 "$OUT/pytest_cuda.log" | tee -a "$OUT/summary.txt"
+  # The synthetic world (train_net and the relation benchmark's frequency statistics), then
+  # train_net.py on the GPU (the trainer, default_setup's collect_env, evaluation): a short
+  # detector training and a short MOTIFS SGCls training on it.
+  step synthetic 60 "$PYTHON" -m sgg_d2.data.synthetic --root datasets/synthetic \
+    --num-train 60 --num-val 5 --num-test 5 --num-mask-train 5 --num-mask-val 5 --no-progress
   step train_net 240 bash -c 'set -e; P=$1; T=$2
-    "$P" -m sgg_d2.data.synthetic --root datasets/synthetic --num-train 60 --num-val 5 \
-      --num-test 5 --num-mask-train 5 --num-mask-val 5 --no-progress
     export SGG_DATASETS=datasets
     "$P" train_net.py --config-file configs/synthetic/faster_rcnn_R18_FPN_detector.yaml \
       MODEL.DEVICE cuda SOLVER.MAX_ITER 40 OUTPUT_DIR "$T/detector" \
@@ -187,14 +212,24 @@ print('detectron2 CUDA ops: yes (box_iou_rotated on', torch.cuda.get_device_name
     "$P" train_net.py --config-file configs/synthetic/motifs_R18_FPN_sgcls.yaml \
       MODEL.DEVICE cuda SOLVER.MAX_ITER 40 OUTPUT_DIR "$T/motifs" \
       MODEL.SGG.DETECTOR_WEIGHTS "$T/detector/model_final.pth"' _ "$PYTHON" "$(mktemp -d)"
-  grep -E "crash|Starting training|copypaste: [0-9]|Traceback|Error" "$OUT/train_net.log" \
+  [ -f "$OUT/train_net.log" ] \
+    && grep -E "crash|Starting training|copypaste: [0-9]|Traceback|Error" "$OUT/train_net.log" \
     | tail -n 12 | tee -a "$OUT/summary.txt"
+  # End-to-end SGDet latency per image at VG150 size (600 x 811 input), every context
+  # model, X-101-FPN and R-50-FPN detectors, random weights: the GPU table of the docs.
+  local latency_contexts=()
+  [ -z "${LATENCY_CONTEXTS:-}" ] || latency_contexts=(--contexts $LATENCY_CONTEXTS)
+  PYTHONUNBUFFERED=1 step latency 240 "$PYTHON" tools/benchmark_relation.py --latency \
+    --device cuda --backbones ${LATENCY_BACKBONES:-X101 R50} "${latency_contexts[@]}" \
+    --repeats 10 --top-ops 8 --json "$OUT/latency.json" --markdown "$OUT/latency.md"
+  [ -f "$OUT/latency.md" ] && tee -a "$OUT/summary.txt" <"$OUT/latency.md"
   local sizes=(${BENCH_SIZES:-20 40 80}) contexts=()
   [ -z "${BENCH_CONTEXTS:-}" ] || contexts=(--contexts $BENCH_CONTEXTS)
   SGG_DATASETS=datasets PYTHONUNBUFFERED=1 step benchmark_relation 600 "$PYTHON" \
     tools/benchmark_relation.py --device cuda --sizes "${sizes[@]}" "${contexts[@]}" \
-    --json "$OUT/benchmark_relation.json"
-  cat "$OUT/benchmark_relation.log"
+    --top-ops 8 --json "$OUT/benchmark_relation.json" \
+    --markdown "$OUT/benchmark_relation.md"
+  [ -f "$OUT/benchmark_relation.log" ] && cat "$OUT/benchmark_relation.log"
   say "done: $OUT/summary.txt"
   cat "$OUT/summary.txt"
 }

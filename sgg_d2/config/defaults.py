@@ -6,7 +6,7 @@ what each key does; :func:`add_sgg_config` calls them in order.
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_sgg_config", "validate_sgg_config", "SGG_MODES"]
+__all__ = ["add_sgg_config", "check_choice", "validate_sgg_config", "SGG_MODES"]
 
 # PredCls: GT boxes and labels given; SGCls: GT boxes given; SGDet: nothing given.
 SGG_MODES = ("predcls", "sgcls", "sgdet")
@@ -419,15 +419,20 @@ def _add_evaluation_config(cfg: CN) -> None:
     t.BEST_CHECKPOINT_METRIC = "sgg/mR@50"
 
 
+def check_choice(key: str, value, choices) -> None:
+    """Raise a ``ValueError`` naming config ``key``, its ``value`` and the valid ``choices``
+    when ``value`` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"{key} is {value!r}; valid values are {', '.join(map(str, choices))}")
+
+
 def validate_sgg_config(cfg: CN) -> None:
     """Check sgg_d2 keys after all merges; raise ``ValueError`` naming the bad key.
 
     Raises:
         ValueError: e.g. ``MODEL.SGG.MODE`` not one of :data:`SGG_MODES`.
     """
-    mode = cfg.MODEL.SGG.MODE
-    if mode not in SGG_MODES:
-        raise ValueError(f"MODEL.SGG.MODE is {mode!r}; valid values are {', '.join(SGG_MODES)}")
+    check_choice("MODEL.SGG.MODE", cfg.MODEL.SGG.MODE, SGG_MODES)
     if cfg.TEST.AUG.ENABLED:
         raise ValueError(
             "TEST.AUG.ENABLED is True, but sgg_d2 has no test-time augmentation (neither for "

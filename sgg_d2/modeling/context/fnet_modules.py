@@ -11,6 +11,7 @@ from typing import Iterator, List, NamedTuple, Tuple
 import torch
 from torch import nn
 
+from ...config import check_choice
 from .fnet_sri import PAPER_SRI, SRI_COMBINES, SpatialRelationInference, SRIVariant
 from .fnet_subgraph import SubgraphIncidence
 
@@ -236,11 +237,7 @@ class SpatialMessagePassing(nn.Module):
         object_update: str = "paper",
     ):
         super().__init__()
-        if object_update not in SMP_OBJECT_UPDATES:
-            raise ValueError(
-                f"MODEL.SGG.FNET.SMP_OBJECT_UPDATE is {object_update!r}; valid values are "
-                + ", ".join(SMP_OBJECT_UPDATES)
-            )
+        check_choice("MODEL.SGG.FNET.SMP_OBJECT_UPDATE", object_update, SMP_OBJECT_UPDATES)
         self.object_update = object_update
         if object_update == "paper":
             self.to_object = PooledSubgraphToObject(obj_dim, map_dim)

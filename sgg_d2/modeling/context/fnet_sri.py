@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config import check_choice
+
 __all__ = ["SRI_COMBINES", "SRIVariant", "PAPER_SRI", "SpatialRelationInference"]
 
 SRI_COMBINES = ("concat", "sum")
@@ -46,11 +48,7 @@ class SRIVariant:
         k = self.kernel_size
         if k < 1 or k % 2 == 0:
             raise ValueError(f"F-Net SRI kernel_size must be odd and >= 1, got {k}")
-        if self.combine not in SRI_COMBINES:
-            raise ValueError(
-                f"MODEL.SGG.FNET.SRI_COMBINE is {self.combine!r}; valid values are "
-                + ", ".join(SRI_COMBINES)
-            )
+        check_choice("MODEL.SGG.FNET.SRI_COMBINE", self.combine, SRI_COMBINES)
 
 
 PAPER_SRI = SRIVariant()  # 1 x 1 kernels on the bottlenecked map, concat, linear read-out

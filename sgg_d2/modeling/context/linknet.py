@@ -47,6 +47,7 @@ from detectron2.config import configurable
 from detectron2.modeling import build_backbone
 from torch import nn
 
+from ...config import check_choice
 from ..relation.geometry import pair_geometry
 from .build import CONTEXT_REGISTRY, ContextInputs, ContextModel, ContextOutputs
 from .common import ClassEmbedding, object_labels
@@ -98,11 +99,7 @@ LAYOUT_ACTIVATIONS = ("none", "relu")
 
 def layout_embedding(width: int, activation: str) -> Tuple[nn.Module, int]:
     """K2: (R, 4) b_{o|s} -> (R, width), linear ("none") or followed by a ReLU ("relu")."""
-    if activation not in LAYOUT_ACTIVATIONS:
-        raise ValueError(
-            f"MODEL.SGG.LINKNET.LAYOUT_ACTIVATION is {activation!r}; valid values are "
-            + ", ".join(LAYOUT_ACTIVATIONS)
-        )
+    check_choice("MODEL.SGG.LINKNET.LAYOUT_ACTIVATION", activation, LAYOUT_ACTIVATIONS)
     if width < 1:
         raise ValueError(f"MODEL.SGG.LINKNET.LAYOUT_DIM must be >= 0, got {width}")
     layers = [nn.Linear(LAYOUT_DIM, width)] + ([nn.ReLU()] if activation == "relu" else [])

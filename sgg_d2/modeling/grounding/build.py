@@ -7,6 +7,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import build_box_head
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 
+from ...config import check_choice
 from .module import SegmentationGrounding
 
 __all__ = [
@@ -46,11 +47,7 @@ def build_aux_box_head(cfg, input_shape, in_features) -> Optional[torch.nn.Modul
         in_features: the box pooler's map names.
     """
     kind = cfg.MODEL.SGG.GROUNDING.AUX_BOX_HEAD
-    if kind not in AUX_BOX_HEADS:
-        raise ValueError(
-            f"MODEL.SGG.GROUNDING.AUX_BOX_HEAD is {kind!r}; valid values are "
-            + ", ".join(AUX_BOX_HEADS)
-        )
+    check_choice("MODEL.SGG.GROUNDING.AUX_BOX_HEAD", kind, AUX_BOX_HEADS)
     if kind == "shared":
         return None
     side = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION

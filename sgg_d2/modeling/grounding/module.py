@@ -29,6 +29,7 @@ from detectron2.config import configurable
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from ...config import check_choice
 from .edges import EdgeGrounding
 from .nodes import NodeGrounding
 from .refinement import MaskRefinementHead, context_repr_dim, mask_pixel_loss
@@ -113,11 +114,7 @@ class SegmentationGrounding(nn.Module):
             node_mask: one of :data:`NODE_MASKS` (see the module docstring).
         """
         super().__init__()
-        if node_mask not in NODE_MASKS:
-            raise ValueError(
-                f"MODEL.SGG.GROUNDING.NODE_MASK is {node_mask!r}; valid values are "
-                + ", ".join(NODE_MASKS)
-            )
+        check_choice("MODEL.SGG.GROUNDING.NODE_MASK", node_mask, NODE_MASKS)
         self.node_mask = node_mask
         self.node = NodeGrounding(obj_dim, mask_dim, fusion) if nodes else None
         self.edge = (

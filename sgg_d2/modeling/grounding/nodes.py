@@ -14,6 +14,8 @@ model's own features z; :class:`MaskFusion` gives the two forms
 import torch
 from torch import nn
 
+from ...config import check_choice
+
 __all__ = ["FUSIONS", "MaskEncoder", "MaskFusion", "NodeGrounding"]
 
 FUSIONS = ("residual", "concat")
@@ -53,10 +55,7 @@ class MaskFusion(nn.Module):
             how: one of :data:`FUSIONS`.
         """
         super().__init__()
-        if how not in FUSIONS:
-            raise ValueError(
-                f"MODEL.SGG.GROUNDING.FUSION is {how!r}; valid values are {', '.join(FUSIONS)}"
-            )
+        check_choice("MODEL.SGG.GROUNDING.FUSION", how, FUSIONS)
         self.how = how
         if how == "residual":
             self.proj = nn.Linear(mask_dim, feature_dim)
