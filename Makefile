@@ -18,10 +18,14 @@ export SGG_DATASETS
 setup:
 	@VENV='$(VENV)' D2_SOURCE='$(D2_SOURCE)' bash tools/setup_env.sh
 
+# The suite runs on every core (pytest-xdist), one thread per worker; --durations shows
+# where the time goes.
+PYTEST_ARGS ?= -n auto --durations=15
+
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q --durations=15 tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 # The same suite against Detectron2 built from D2_SOURCE, in $(UPSTREAM_VENV).
 setup-upstream:
@@ -30,7 +34,7 @@ setup-upstream:
 	@VENV='$(UPSTREAM_VENV)' D2_SOURCE='$(D2_SOURCE)' bash tools/setup_env.sh
 
 test-upstream: setup-upstream
-	$(UPSTREAM_VENV)/bin/python -m pytest -q --durations=15 tests
+	OMP_NUM_THREADS=1 $(UPSTREAM_VENV)/bin/python -m pytest -q $(PYTEST_ARGS) tests
 
 lint: setup
 	$(PY) -m ruff check .
