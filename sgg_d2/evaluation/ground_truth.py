@@ -13,7 +13,13 @@ from detectron2.structures import BoxMode
 
 from .functional.matching import GroundTruthGraph
 
-__all__ = ["load_ground_truth", "predicate_classes_of", "record_to_ground_truth"]
+__all__ = [
+    "as_triplets",
+    "load_ground_truth",
+    "predicate_classes_of",
+    "record_to_ground_truth",
+    "triplet_classes",
+]
 
 
 def predicate_classes_of(dataset_name: str) -> List[str]:
@@ -115,3 +121,23 @@ def _check_relations(relations: np.ndarray, num_objects: int, num_predicates: in
             f"{where}: relations row {row} has predicate {int(relations[row, 2])}, outside "
             f"[0, {num_predicates}) of predicate_classes"
         )
+
+
+def as_triplets(array) -> np.ndarray:
+    """(Z, 3) int64 rows (subject class, object class, predicate) of ``array``; an error
+    naming the shape otherwise."""
+    triplets = np.asarray(array, dtype=np.int64)
+    if triplets.size == 0:
+        return np.zeros((0, 3), dtype=np.int64)
+    if triplets.ndim != 2 or triplets.shape[1] != 3:
+        raise ValueError(
+            f"zero-shot triplets have shape {triplets.shape}, expected (Z, 3) rows "
+            "(subject class, object class, predicate)"
+        )
+    return triplets
+
+
+def triplet_classes(gt: GroundTruthGraph) -> np.ndarray:
+    """(G, 3) rows (subject class, object class, predicate) of an image's GT."""
+    rel = gt.relations
+    return np.stack([gt.labels[rel[:, 0]], gt.labels[rel[:, 1]], rel[:, 2]], axis=1)

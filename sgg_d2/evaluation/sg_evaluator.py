@@ -34,6 +34,7 @@ from .functional.candidates import (
 from .functional.many_to_many import match_scene_graph_images
 from .functional.matching import GroundTruthGraph
 from .functional.recall import aggregate_scene_graph_recall, f_scores, zero_shot_mask
+from .ground_truth import as_triplets, triplet_classes
 from .metadata_subsets import (
     Subset,
     metadata_subsets,
@@ -125,7 +126,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
         self._mode = mode
         self._ks = tuple(sorted(ks))
         self._overlap_only = bool(sgdet_overlap_only)
-        self._zero_shot = None if zero_shot_triplets is None else _as_triplets(zero_shot_triplets)
+        self._zero_shot = None if zero_shot_triplets is None else as_triplets(zero_shot_triplets)
         self._statistics_cache_dir = statistics_cache_dir
         self._group_rule = PredicateGroupRule.coerce(predicate_groups)
         self._groups: Any = _NOT_LOADED  # Optional[TrainingGroups], looked up once
@@ -163,7 +164,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             from ..data.statistics import get_zero_shot_triplets  # data layer, lazily
 
             found = get_zero_shot_triplets(self._dataset_name, self._statistics_cache_dir)
-            self._zero_shot = _as_triplets(found)
+            self._zero_shot = as_triplets(found)
         return self._zero_shot
 
     def training_groups(self) -> Optional[TrainingGroups]:
@@ -246,7 +247,7 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             logger.warning(f"No zero-shot triplets for '{self._dataset_name}': no zsR@K")
             return None
         # One membership test for the whole dataset, then split per image.
-        classes = np.concatenate([_triplet_classes(gt) for gt in gts] + [np.zeros((0, 3))])
+        classes = np.concatenate([triplet_classes(gt) for gt in gts] + [np.zeros((0, 3))])
         mask = zero_shot_mask(classes.astype(np.int64), zero_shot)
         masks = np.split(mask, np.cumsum([len(gt.relations) for gt in gts])[:-1])
         if not mask.any():
@@ -373,24 +374,6 @@ class SceneGraphEvaluator(RelationEvaluatorBase):
             + per_predicate_table(self._predicate_classes, per_predicate, class_columns)
         )
         return metrics, details, table
-
-
-def _as_triplets(array) -> np.ndarray:
-    triplets = np.asarray(array, dtype=np.int64)
-    if triplets.size == 0:
-        return np.zeros((0, 3), dtype=np.int64)
-    if triplets.ndim != 2 or triplets.shape[1] != 3:
-        raise ValueError(
-            f"zero-shot triplets have shape {triplets.shape}, expected (Z, 3) rows "
-            "(subject class, object class, predicate)"
-        )
-    return triplets
-
-
-def _triplet_classes(gt: GroundTruthGraph) -> np.ndarray:
-    """(G, 3) rows (subject class, object class, predicate) of an image's GT."""
-    rel = gt.relations
-    return np.stack([gt.labels[rel[:, 0]], gt.labels[rel[:, 1]], rel[:, 2]], axis=1)
 
 
 def _pairs_in(pairs: torch.Tensor, gt_pairs: np.ndarray) -> torch.Tensor:

@@ -3,6 +3,7 @@ inputs (:class:`ContextInputs`, with :class:`TrainingTargets` in training), the 
 (:class:`ContextOutputs`) and the base every context model subclasses
 (:class:`ContextModel`)."""
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -133,7 +134,7 @@ class ContextOutputs:
     obj_repr: Optional[torch.Tensor] = None
 
 
-class ContextModel(nn.Module):
+class ContextModel(nn.Module, ABC):
     """Base of every context model: the registry's call contract and the shared widths.
 
     A subclass (registered with ``@CONTEXT_REGISTRY.register()``):
@@ -206,9 +207,9 @@ class ContextModel(nn.Module):
         section = cfg.MODEL.SGG[cls.config_section]
         return {arg: section[key] for arg, key in cls.config_keys.items()}
 
+    @abstractmethod
     def forward(self, inputs: ContextInputs) -> ContextOutputs:
         """Refined object logits (N, C) and pair features (R, pair_dim) of ``inputs``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward(inputs)")
 
     def losses(
         self,
