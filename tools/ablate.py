@@ -230,7 +230,9 @@ class Study:
 
     def write_config(self, name, seed):
         """Merge and validate one run's config, write it; returns (folder, config path).
-        Training skips the end-of-training validation (``DATASETS.TEST`` = ())."""
+        Training skips the end-of-training validation (``DATASETS.TEST`` = ()); runs on a
+        frozen detector share its backbone maps in ``OUT/feature_cache``
+        (``MODEL.SGG.FEATURE_CACHE_DIR``, unless ``--opts`` sets it)."""
         variant = self.variants[name]
         folder = self.run_folder(name, seed)
         os.makedirs(folder, exist_ok=True)
@@ -243,6 +245,9 @@ class Study:
             weights = self.detector_weights(self.uses_joint_detector(name))
             opts += ["MODEL.SGG.DETECTOR_WEIGHTS", weights]
             cfg = lib.build_config(files, opts, self.args.relation_iters)
+            if cfg.MODEL.SGG.FREEZE_DETECTOR and "MODEL.SGG.FEATURE_CACHE_DIR" not in opts:
+                # every run and evaluation on the same detector shares its backbone maps
+                cfg.MODEL.SGG.FEATURE_CACHE_DIR = os.path.join(self.out, "feature_cache")
         except (AssertionError, KeyError, ValueError) as err:  # yacs asserts on a bad key
             message = err.args[0] if err.args else repr(err)
             raise ValueError(f"model {name!r}, configs {files}: {message}") from err

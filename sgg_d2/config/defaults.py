@@ -68,6 +68,12 @@ def _add_stage_config(cfg: CN) -> None:
     sgg.DETECTOR_WEIGHTS_MIN_MATCH = 0.9
     # Keep backbone, RPN and box head fixed (and in eval mode) in the relation stage.
     sgg.FREEZE_DETECTOR = True
+    # Per-image backbone maps of the frozen detector, computed once per image, on the image
+    # alone, and reused (modeling/feature_cache.py): MB kept in memory (0: none), and a
+    # folder shared on disk by runs with the same detector ("": none). For small datasets
+    # seen for many epochs (the synthetic worlds); VG150's maps do not fit in memory.
+    sgg.FEATURE_CACHE_MB = 0
+    sgg.FEATURE_CACHE_DIR = ""
     sgg.RELATION_BACKBONE = CN()
     # Pool union-box (predicate) features from a separate backbone of the detector's
     # architecture, initialised from MODEL.SGG.DETECTOR_WEIGHTS and trained with the relation

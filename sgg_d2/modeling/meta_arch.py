@@ -11,6 +11,7 @@ from detectron2.structures import Instances
 
 from ..structures import Relations
 from ..structures.sources import AUX, TARGET, split_by_source
+from .feature_cache import FrozenFeatureCache
 from .relation.debias import predicate_counts_from_freq
 from .statistics import training_statistics
 
@@ -40,7 +41,9 @@ class SceneGraphRCNN(GeneralizedRCNN):
     (:meth:`SceneGraphROIHeads.needs_proposals`).
 
     With ``freeze_detector`` the backbone, RPN and box head get no gradient and stay in
-    eval mode (normalisation statistics and proposal settings of inference).
+    eval mode (normalisation statistics and proposal settings of inference); with
+    ``feature_cache_mb`` > 0 or a ``feature_cache_dir`` too, each image's backbone maps are
+    computed once and reused (:class:`~sgg_d2.modeling.feature_cache.FrozenFeatureCache`).
 
     Self-contained for inference: the state dict holds the training data's class and
     predicate names and frequency counts (buffers ``sgg_thing_names`` (C, NAME_BYTES) and
@@ -55,6 +58,8 @@ class SceneGraphRCNN(GeneralizedRCNN):
         self,
         *,
         freeze_detector: bool = True,
+        feature_cache_mb: float = 0,
+        feature_cache_dir: str = "",
         num_predicates: int = 0,
         training_metadata: Optional[dict] = None,
         **kwargs,
@@ -62,6 +67,9 @@ class SceneGraphRCNN(GeneralizedRCNN):
         """
         Args:
             freeze_detector: keep the detector stage frozen.
+            feature_cache_mb: MB of per-image backbone maps kept in memory (0: none);
+                needs ``freeze_detector``.
+            feature_cache_dir: folder of per-image backbone maps on disk ("": none).
             num_predicates: P (size of the stored predicate names).
             training_metadata: ``training_statistics`` output (``thing_classes``,
                 ``predicate_classes``, ``freq_tensor``, ``complete``) or None (placeholders).
@@ -69,6 +77,14 @@ class SceneGraphRCNN(GeneralizedRCNN):
         """
         super().__init__(**kwargs)
         self.freeze_detector = freeze_detector
+        self.feature_cache = None
+        if feature_cache_mb or feature_cache_dir:
+            if not freeze_detector:
+                raise ValueError(
+                    "MODEL.SGG.FEATURE_CACHE_MB / FEATURE_CACHE_DIR cache a frozen backbone's "
+                    "maps; they need MODEL.SGG.FREEZE_DETECTOR True (or 0 and '')"
+                )
+            self.feature_cache = FrozenFeatureCache(feature_cache_mb, feature_cache_dir)
         if freeze_detector:
             for module in self.detector_modules():
                 module.requires_grad_(False)
@@ -95,6 +111,8 @@ class SceneGraphRCNN(GeneralizedRCNN):
     def from_config(cls, cfg):
         ret = super().from_config(cfg)
         ret["freeze_detector"] = cfg.MODEL.SGG.FREEZE_DETECTOR
+        ret["feature_cache_mb"] = cfg.MODEL.SGG.FEATURE_CACHE_MB
+        ret["feature_cache_dir"] = cfg.MODEL.SGG.FEATURE_CACHE_DIR
         ret["num_predicates"] = cfg.MODEL.SGG.NUM_PREDICATES
         ret["training_metadata"] = training_statistics(cfg) if cfg.DATASETS.TRAIN else None
         return ret
@@ -136,7 +154,10 @@ class SceneGraphRCNN(GeneralizedRCNN):
     def _run(self, batched_inputs: List[Dict], source: str = TARGET):
         images = self.preprocess_image(batched_inputs)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_detector):
-            features = self.backbone(images.tensor)
+            if self.feature_cache is not None:
+                features = self.feature_cache.backbone_features(self, batched_inputs)
+            else:
+                features = self.backbone(images.tensor)
             proposals = None
             if self.roi_heads.needs_proposals(aux=source == AUX):
                 was_training = self.proposal_generator.training

@@ -99,17 +99,31 @@ class UnionFeatureExtractor(nn.Module):
         out = []
         for i, (b, p) in enumerate(zip(boxes, pairs)):
             per_image = [m[i : i + 1] for m in maps]
-            for start in range(0, len(p), self.chunk_size):
-                chunk = p[start : start + self.chunk_size]
-                subj, obj = b[chunk[:, 0]], b[chunk[:, 1]]
-                pooled = self.pooler(per_image, [Boxes(union_boxes(subj, obj))])
-                visual = self.head(pooled.flatten(1))
-                out.append(
-                    torch.relu(visual + self.layout(pair_geometry(subj, obj, image_sizes[i])))
-                )
+            if torch.is_grad_enabled():
+                visual = self._visual(per_image, b, p)
+            else:
+                # (i, j) and (j, i) share their union box: pool each unordered pair once
+                key = torch.minimum(p[:, 0], p[:, 1]) * len(b) + torch.maximum(p[:, 0], p[:, 1])
+                unique, inverse = torch.unique(key, return_inverse=True)
+                lo, hi = unique // max(len(b), 1), unique % max(len(b), 1)
+                visual = self._visual(per_image, b, torch.stack([lo, hi], 1))[inverse]
+            layout = self.layout(pair_geometry(b[p[:, 0]], b[p[:, 1]], image_sizes[i]))
+            out.append(torch.relu(visual + layout))
         if not out:
             return maps[0].new_zeros((0, self.out_dim))
         return torch.cat(out)
+
+    def _visual(self, maps: List[torch.Tensor], boxes: torch.Tensor, pairs: torch.Tensor):
+        """(R, out_dim) FC head of the RoIAlign features of each pair's union box, pooled
+        ``chunk_size`` pairs at a time from one image's ``maps`` (each (1, C, H_l, W_l))."""
+        visual = []
+        for start in range(0, len(pairs), self.chunk_size):
+            chunk = pairs[start : start + self.chunk_size]
+            union = Boxes(union_boxes(boxes[chunk[:, 0]], boxes[chunk[:, 1]]))
+            visual.append(self.head(self.pooler(maps, [union]).flatten(1)))
+        if not visual:
+            return maps[0].new_zeros((0, self.out_dim))
+        return torch.cat(visual)
 
 
 def build_relation_backbone(cfg) -> Optional[nn.Module]:
