@@ -8,7 +8,9 @@ the same run, the peak of live tensor bytes during it, and where its time goes.
   sorting and indexing count zero. A recurrent layer (``nn.LSTM`` / ``nn.GRU`` /
   ``nn.RNN``) runs as one fused kernel (oneDNN on CPU for padded input, cuDNN on CUDA)
   that the counter does not see: :func:`recurrent_flops` adds its matrix products
-  analytically wherever the counter saw fewer.
+  analytically wherever the counter saw fewer. RoIAlign's arithmetic is counted apart
+  (:func:`roi_align_flops`, ``roi_align_flops`` of :func:`measure_stage`), not in
+  ``flops``: it is a gather, bound by memory access, not by the matmul peak.
 * Memory: peak growth of live tensor bytes during one call, from the allocator: on CUDA
   ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``; on CPU the running
   sum of the allocation and free events of ``torch.profiler.profile(profile_memory=True)``.
@@ -37,6 +39,7 @@ __all__ = [
     "peak_live_bytes",
     "rate_fields",
     "recurrent_flops",
+    "roi_align_flops",
     "synchronize",
     "top_ops",
 ]
@@ -124,14 +127,56 @@ def _recurrent_top_up(counter: FlopCounterMode):
             h.remove()
 
 
-def count_flops(fn: Callable[[], object]) -> int:
+def roi_align_flops(features, rois, spatial_scale, pooled_h, pooled_w, sampling, aligned, **_):
+    """Arithmetic of one ``torchvision::roi_align`` call, from its actual boxes.
+
+    Each output value (box, channel, bin) averages the box's grid of bilinear samples
+    (``sampling`` per side, or ``ceil(box side / bins)`` when it is 0, as the kernel does):
+    a sample is 4 products and 4 sums (3 to interpolate, 1 to accumulate), then one
+    division per value. Per box: ``C * (8 * samples + pooled_h * pooled_w)``.
+
+    Args:
+        features: (B, C, H, W) map; rois: (K, 5) rows (batch index, x1, y1, x2, y2).
+    """
+    channels = features.shape[1]
+    boxes = rois[:, 1:].double() * spatial_scale
+    size = boxes[:, 2:] - boxes[:, :2]
+    if not aligned:
+        size = size.clamp(min=1.0)
+    if sampling > 0:
+        grid = torch.full_like(size, float(sampling))
+    else:
+        grid = torch.ceil(size / size.new_tensor([pooled_w, pooled_h])).clamp(min=1.0)
+    samples = grid.prod(1) * pooled_h * pooled_w
+    return int(channels * (8 * samples.sum().item() + len(rois) * pooled_h * pooled_w))
+
+
+roi_align_flops._get_raw = True  # FlopCounterMode hands it the tensors, not their shapes
+
+
+def _roi_align_op():
+    """The ``torchvision::roi_align`` operator, or None where torchvision has no such op."""
+    try:
+        return torch.ops.torchvision.roi_align
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def count_flops(fn: Callable[[], object], with_roi_align: bool = False):
     """FLOPs of one call of ``fn`` (see the module docstring for what is counted).
 
     A multiply-add counts 2: ``nn.Linear(64, 32)`` on 10 rows is ``2 * 10 * 64 * 32``.
+    With ``with_roi_align``, returns ``(flops, roi_align_flops)``: RoIAlign's arithmetic
+    (:func:`roi_align_flops`) counted apart, not in ``flops``.
     """
-    with FlopCounterMode(display=False) as counter, _recurrent_top_up(counter) as extra:
-        fn()
-    return int(counter.get_total_flops() + extra[0])
+    op = _roi_align_op()
+    mapping = {op: roi_align_flops} if op is not None else {}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        with _recurrent_top_up(counter) as extra:
+            fn()
+    roi = int(counter.get_flop_counts()["Global"].get(op, 0)) if op is not None else 0
+    flops = int(counter.get_total_flops() + extra[0]) - roi
+    return (flops, roi) if with_roi_align else flops
 
 
 def matmul_peak_gflop_per_s(device="cpu", size: int = 0, repeats: int = 5) -> float:
@@ -242,11 +287,12 @@ def measure_stage(fn: Callable[[], object], device, repeats: int, top_n: int = 0
 
     1. peak live tensor bytes of a first call (nothing cached yet; :func:`peak_live_bytes`);
     2. ``time_s``: the mean of ``repeats`` warm calls (synchronized on CUDA);
-    3. ``flops`` of one call (:func:`count_flops`);
+    3. ``flops`` and ``roi_align_flops`` of one call (:func:`count_flops`);
     4. with ``top_n``, ``top_ops`` of one profiled call (:func:`top_ops`).
 
     Returns:
-        ``{"time_s", "flops", "peak_bytes", "top_ops"}`` (``top_ops`` empty without top_n).
+        ``{"time_s", "flops", "roi_align_flops", "peak_bytes", "top_ops"}`` (``top_ops``
+        empty without top_n).
     """
     peak = peak_live_bytes(fn, device)
     synchronize(device)
@@ -255,9 +301,11 @@ def measure_stage(fn: Callable[[], object], device, repeats: int, top_n: int = 0
         fn()
     synchronize(device)
     seconds = (time.perf_counter() - t0) / repeats
+    flops, roi_flops = count_flops(fn, with_roi_align=True)
     return {
         "time_s": seconds,
-        "flops": count_flops(fn),
+        "flops": flops,
+        "roi_align_flops": roi_flops,
         "peak_bytes": peak,
         "top_ops": top_ops(fn, device, top_n) if top_n else [],
     }

@@ -230,9 +230,17 @@ def stage_fields(prefix: str, m: dict, peak_gflop_per_s: float) -> dict:
         f"{prefix}_flop_fraction_of_peak": rate["flop_fraction_of_peak"],
         f"{prefix}_peak_bytes": m["peak_bytes"],
         f"{prefix}_mb": m["peak_bytes"] / 2**20,
+        # the counted FLOPs at the matmul peak: the time the stage would need if it ran there
+        f"{prefix}_s_at_peak": m["flops"] / (peak_gflop_per_s * 1e9),
+        f"{prefix}_roi_align_flops": m.get("roi_align_flops", 0),
     }
     if m["top_ops"]:
         row[f"{prefix}_top_ops"] = m["top_ops"]
+        roi_s = sum(o["self_s"] for o in m["top_ops"] if o["op"] == "torchvision::roi_align")
+        row[f"{prefix}_roi_align_s"] = roi_s
+        row[f"{prefix}_roi_align_gflop_per_s"] = (
+            row[f"{prefix}_roi_align_flops"] / roi_s / 1e9 if roi_s else 0.0
+        )
     return row
 
 
@@ -245,6 +253,9 @@ COLUMNS = (  # header, row key, width, format
     ("det of peak", "det_flop_fraction_of_peak", 12, ".3f"),
     ("rel of peak", "rel_flop_fraction_of_peak", 12, ".3f"),
     ("det MB", "det_mb", 8, ".1f"), ("rel MB", "rel_mb", 8, ".1f"),
+    ("rel s at peak", "rel_s_at_peak", 14, ".3f"),
+    ("rel RoIAlign GFLOP", "rel_roi_align_gflop", 19, ".2f"),
+    ("rel RoIAlign s", "rel_roi_align_s", 15, ".3f"),
 )
 # fmt: on
 
@@ -252,6 +263,8 @@ COLUMNS = (  # header, row key, width, format
 def _cells(row: dict) -> list:
     view = dict(row, ratio=row["rel_s"] / row["det_s"])
     view.update(det_gflop=row["det_flops"] / 1e9, rel_gflop=row["rel_flops"] / 1e9)
+    view.update(rel_roi_align_gflop=row.get("rel_roi_align_flops", 0) / 1e9)
+    view.setdefault("rel_roi_align_s", float("nan"))
     return [format(view[key], fmt) for _, key, _, fmt in COLUMNS]
 
 

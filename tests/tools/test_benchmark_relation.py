@@ -37,6 +37,25 @@ def test_lstm_flops_counted_once_padded_or_packed():
     assert lib.recurrent_flops(nn.GRU(4, 2), (torch.randn(3, 4),)) == 2 * 3 * 2 * (4 + 2) * 3
 
 
+def test_roi_align_flops_by_hand_and_apart():
+    """A 8 x 4 box into 2 x 2 bins, adaptive sampling: 4 x 2 samples per bin, 32 samples,
+    each 8 FLOPs per channel, plus one division per value: 2 * (8 * 32 + 4) = 520; with 3
+    samples per side given: 2 * (8 * 36 + 4) = 584. Counted apart from ``flops``."""
+    from torchvision.ops import roi_align  # noqa: PLC0415
+
+    maps = torch.randn(1, 2, 10, 10)
+    box = torch.tensor([[0.0, 1.0, 2.0, 9.0, 6.0]])
+    layer = nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+
+    def call(sampling):
+        return lambda: (roi_align(maps, box, (2, 2), 1.0, sampling, True), layer(x))
+
+    assert lib.count_flops(call(0), with_roi_align=True) == (2 * 4 * 3 * 2, 520)
+    assert lib.count_flops(call(3), with_roi_align=True) == (2 * 4 * 3 * 2, 584)
+    assert lib.count_flops(call(0)) == 2 * 4 * 3 * 2
+
+
 def test_peak_live_bytes_from_the_allocator():
     def two_alive_then_freed():
         a = torch.ones(1000, 1000)  # 4 MB
