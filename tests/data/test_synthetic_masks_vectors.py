@@ -61,20 +61,26 @@ def test_coco_masks_load_in_detectron2_and_decode_to_drawn_shapes(world, split, 
     json_file, image_root = coco_paths(world, split)
     dicts = load_coco_json(json_file, image_root, f"synthetic_masks_test_{split}")
     assert len(dicts) == count and dicts[0]["image_id"] == first_id
-    seen = set()
+    seen, isolated = set(), 0
     for d in dicts:
         pixels = np.asarray(Image.open(d["file_name"]), dtype=float)
         assert pixels.shape[:2] == (d["height"], d["width"])
         assert 1 <= len(d["annotations"]) <= 4
-        for ann in d["annotations"]:
+        masks = [mask_util.decode(a["segmentation"]).astype(bool) for a in d["annotations"]]
+        for k, (ann, mask) in enumerate(zip(d["annotations"], masks)):
             assert ann["bbox_mode"] == BoxMode.XYWH_ABS and ann["iscrowd"] == 0
-            mask = mask_util.decode(ann["segmentation"]).astype(bool)
             rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
             x, y = cols[0], rows[0]
             assert ann["bbox"] == [x, y, cols[-1] + 1 - x, rows[-1] + 1 - y]
             name = AUX_CLASSES[ann["category_id"]]  # detectron2 maps ids 1.. to 0..
-            check_shape(name, mask)
             seen.add(name)
+            # Shapes overlap in drawing order (tests/data/test_synthetic_aux_occlusion.py);
+            # one far from every other instance is neither occluded nor occluding.
+            near = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+            if any((near & m).any() for j, m in enumerate(masks) if j != k):
+                continue
+            isolated += 1
+            check_shape(name, mask)
             # The painted pixels of the mask are one colour, unlike the ring around it.
             core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             rim = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
@@ -82,6 +88,7 @@ def test_coco_masks_load_in_detectron2_and_decode_to_drawn_shapes(world, split, 
             if core.sum() >= 10:
                 assert pixels[core].std(axis=0).max() < 20
                 assert np.abs(pixels[core].mean(0) - pixels[rim].mean(0)).max() > 40
+    assert isolated >= 2
     if split == "train":
         assert len(seen) >= 3
 

@@ -13,7 +13,8 @@ from typing import Callable, List
 import numpy as np
 from tqdm import tqdm
 
-from .render import encode_jpeg, encode_rle, paint, sample_aux_scene
+from .aux_scene import aux_scene_statistics, sample_aux_scene, summarize_aux_statistics
+from .render import encode_jpeg, encode_rle, paint
 from .scene import sample_scene
 from .shapes import mask_box
 from .summary import world_statistics, world_summary
@@ -166,7 +167,11 @@ def _aux_image(cfg: WorldConfig, stream: int, k: int, image_id: int, folder: str
     _write_bytes(
         os.path.join(folder, f"{image_id}.jpg"), encode_jpeg(paint(rng, scene.masks, scene.colours))
     )
-    return _record(image_id, scene.labels, scene.masks, scene.colours, np.zeros((0, 3)))
+    keep = scene.annotated  # every shape is painted; the hidden ones are not annotated
+    record = _record(
+        image_id, scene.labels[keep], scene.visible[keep], scene.colours[keep], np.zeros((0, 3))
+    )
+    return record, aux_scene_statistics(scene)
 
 
 def _write_bytes(path: str, data: bytes) -> None:
@@ -217,7 +222,7 @@ def generate_world(
         os.remove(success)
     if os.path.exists(os.path.join(root, TAGS_FILE)):  # a previous crowded world's
         os.remove(os.path.join(root, TAGS_FILE))
-    train, test, aux_train, aux_val, tags = _generate_images(root, cfg, progress, spec)
+    train, test, aux_train, aux_val, tags, aux_stats = _generate_images(root, cfg, progress, spec)
     _write_annotations(root, cfg, train, test, aux_train, aux_val, spec)
     stats = world_statistics(spec, train, test, tags)
     if spec.name != "default":
@@ -229,7 +234,7 @@ def generate_world(
                 "image_tags": {str(r.image_id): tags[r.image_id] for r in train + test},
             },
         )
-    summary = world_summary(cfg, train, test, aux_train, aux_val, spec, stats)
+    summary = world_summary(cfg, train, test, aux_train, aux_val, spec, stats, aux_stats)
     # Written last and atomically: its presence means the world is complete.
     write_json(success + ".tmp", summary)
     os.replace(success + ".tmp", success)
@@ -238,8 +243,9 @@ def generate_world(
 
 
 def _generate_images(root: str, cfg: WorldConfig, progress: bool, spec: WorldSpec) -> tuple:
-    """Sample, paint and save every image; return the records of the four streams and
-    the tags (image_id -> list) of the scene-graph images."""
+    """Sample, paint and save every image; return the records of the four streams, the
+    tags (image_id -> list) of the scene-graph images and the auxiliary images' occlusion
+    statistics ({split: :func:`~.aux_scene.summarize_aux_statistics`})."""
     image_dir = os.path.join(root, "images")
     aux_dir = os.path.join(root, "coco_masks", "images")
     os.makedirs(image_dir, exist_ok=True)
@@ -261,9 +267,14 @@ def _generate_images(root: str, cfg: WorldConfig, progress: bool, spec: WorldSpe
     aux_train = run(_aux_image, _STREAM_MASK_TRAIN, cfg.num_mask_train, 1, aux_dir)
     aux_val = run(_aux_image, _STREAM_MASK_VAL, cfg.num_mask_val, cfg.num_mask_train + 1, aux_dir)
     bar.close()
+    aux_stats = {
+        split: summarize_aux_statistics([s for _, s in out])
+        for split, out in (("train", aux_train), ("val", aux_val))
+    }
+    aux_train, aux_val = [r for r, _ in aux_train], [r for r, _ in aux_val]
     _remove_stale_images(image_dir, {r.image_id for r in train + test})
     _remove_stale_images(aux_dir, {r.image_id for r in aux_train + aux_val})
-    return train, test, aux_train, aux_val, tags
+    return train, test, aux_train, aux_val, tags, aux_stats
 
 
 def _write_annotations(root, cfg, train, test, aux_train, aux_val, spec) -> None:

@@ -11,7 +11,14 @@ from .relations import CrowdedRules, pair_statistics, relation_labels, sample_an
 from .shapes import Shape, mask_box
 from .world import COLOURS, DEFAULT_WORLD, WorldSpec
 
-__all__ = ["Scene", "sample_scene", "visible_masks", "image_tags", "IMAGE_TAGS"]
+__all__ = [
+    "Scene",
+    "sample_scene",
+    "visible_masks",
+    "assign_colours",
+    "image_tags",
+    "IMAGE_TAGS",
+]
 
 Triplet = Tuple[int, int, int]  # (subject class, predicate, object class), 0-based
 _SCENE_TRIES = 50
@@ -97,7 +104,10 @@ def _plant_classes(
     raise RuntimeError(f"no class pair for planting {predicate!r} outside the held-out set")
 
 
-def _assign_colours(rng: np.random.Generator, gap: np.ndarray) -> np.ndarray:
+def assign_colours(rng: np.random.Generator, gap: np.ndarray) -> np.ndarray:
+    """A colour index (into :data:`COLOURS`) per shape, in draw order: a shape closer than
+    ``_COLOUR_GAP`` px to an earlier one avoids that one's colour (their border stays
+    visible); ``gap``: (N, N) pairwise mask distances. Returns int64 (N,)."""
     colours = np.zeros(gap.shape[0], dtype=np.int64)
     for i in range(gap.shape[0]):
         taken = {int(colours[j]) for j in range(i) if gap[i, j] <= _COLOUR_GAP}
@@ -246,7 +256,7 @@ def _attempt(rng, height, width, zero_shot, held_out, spec) -> Optional[Scene]:
     )
     if len(relations) == 0:
         return None
-    colours = _assign_colours(rng, stats["gap"])
+    colours = assign_colours(rng, stats["gap"])
     tags = image_tags(
         labels, primary, stats["gap"], relations, spec.tag_gap_fraction * max(height, width)
     )

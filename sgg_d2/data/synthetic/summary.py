@@ -5,6 +5,7 @@ from typing import List
 
 import numpy as np
 
+from .aux_scene import MIN_VISIBLE_FRACTION, MIN_VISIBLE_PIXELS
 from .scene import IMAGE_TAGS
 from .vectors import VECTOR_DIM
 from .world import AUX_CLASSES, DEFAULT_WORLD, HELD_OUT_TRIPLETS, WorldSpec
@@ -62,7 +63,9 @@ def world_statistics(
     return out
 
 
-def world_summary(cfg, train, test, aux_train, aux_val, spec: WorldSpec, stats: dict) -> dict:
+def world_summary(
+    cfg, train, test, aux_train, aux_val, spec: WorldSpec, stats: dict, aux_stats: dict
+) -> dict:
     """Contents of ``SUCCESS.json``.
 
     Args:
@@ -70,11 +73,14 @@ def world_summary(cfg, train, test, aux_train, aux_val, spec: WorldSpec, stats: 
         train, test, aux_train, aux_val: image records of the four streams (non-empty).
         spec: the world's preset.
         stats: :func:`world_statistics` (stored for presets other than ``default``).
+        aux_stats: ``{"train": ..., "val": ...}`` occlusion statistics of the auxiliary
+            images (:func:`~.aux_scene.summarize_aux_statistics`).
 
     Returns:
         generator, version, parameters (also flattened), image id ranges, object /
-        relation / predicate counts, vocabularies, held-out triplets, word vectors and,
-        except for the default world, ``preset`` and ``statistics``.
+        relation / predicate counts, vocabularies, held-out triplets, word vectors,
+        ``auxiliary_masks`` (the occlusion statistics and the drop rule) and, except for
+        the default world, ``preset`` and ``statistics``.
     """
 
     def n_obj(rs):
@@ -110,6 +116,12 @@ def world_summary(cfg, train, test, aux_train, aux_val, spec: WorldSpec, stats: 
         "aux_classes": list(AUX_CLASSES),
         "held_out_triplets": [list(t) for t in HELD_OUT_TRIPLETS],
         "word_vectors": {"file": "glove/synthetic.50d.txt", "dim": VECTOR_DIM},
-        # The default world's file stays as it was before presets existed.
+        "auxiliary_masks": {
+            "masks": "visible (modal): a later-drawn shape occludes earlier ones",
+            "drop_rule": f"an instance is not annotated when its visible area is below "
+            f"max({MIN_VISIBLE_PIXELS} px, {MIN_VISIBLE_FRACTION} x its shape's area)",
+            **aux_stats,
+        },
+        # The default world's file has no preset keys, as before presets existed.
         **({} if spec.name == "default" else {"preset": spec.name, "statistics": stats}),
     }

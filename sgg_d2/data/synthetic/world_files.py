@@ -22,7 +22,8 @@ __all__ = [
     "is_complete",
 ]
 
-GENERATOR_VERSION = 1
+# 2: the auxiliary mask images overlap in drawing order, with visible-only masks.
+GENERATOR_VERSION = 2
 SUCCESS_FILE = "SUCCESS.json"
 # Crowded world only: predicate groups and per-image tags (``read_tags``).
 TAGS_FILE = "tags.json"
