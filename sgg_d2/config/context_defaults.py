@@ -112,6 +112,11 @@ def add_reldn_config(cfg: CN) -> None:
     # negative) or "flat" (one mean over all groups: anchors with several classes or
     # predicates weigh more; the earlier form).
     c.GROUP_WEIGHTING = "anchor"
+    # Which GT predicates of a pair L3 (predicate-class aware) sees: "all" (Eq. 7: a pair is
+    # a positive of the group of each of its GT predicates; needs the pairs' duplicates,
+    # DATASETS.SGG.FILTER_DUPLICATE_RELATIONS False) or "sampled" (the one predicate its
+    # cross-entropy label carries; the earlier form).
+    c.L3_PREDICATES = "all"
 
 
 def add_fnet_config(cfg: CN) -> None:

@@ -38,6 +38,7 @@ def add_sgg_config(cfg: CN) -> CN:
         _add_stage_config,
         _add_solver_config,
         _add_relation_head_config,
+        _add_causal_config,
         add_motifs_config,
         add_imp_config,
         add_vctree_config,
@@ -138,6 +139,24 @@ def _add_relation_head_config(cfg: CN) -> None:
     sgg.PREDICATE_LOSS_WEIGHTING = "none"
     # beta of the effective number of samples, in [0, 1).
     sgg.EFFECTIVE_NUMBER_BETA = 0.999
+
+
+def _add_causal_config(cfg: CN) -> None:
+    """``MODEL.SGG.CAUSAL``: TDE (Tang et al. 2020) for any context model with pair
+    features; docs/MODELS.md, "TDE"; sgg_d2/modeling/relation/causal.py."""
+    c = cfg.MODEL.SGG.CAUSAL = CN()
+    # The causal predictor (context, visual and frequency branches, moving averages of the
+    # context inputs) instead of the shared predictor.
+    c.ENABLED = False
+    # Fusion of the branches' logits: "sum" or "gate" (ctx * sigmoid(vis + freq + gate)).
+    c.FUSION = "sum"
+    # At inference only: "none" (the fused logits), "TDE", "NIE" or "TE" (a second,
+    # counterfactual context pass on the averaged inputs). Training ignores it.
+    c.EFFECT_TYPE = "none"
+    # Momentum of the moving averages, updated each training step (the authors' 0.0005).
+    c.MOMENTUM = 0.0005
+    # Weight of each branch's own cross-entropy (sum fusion: all three; gate: context); 0 off.
+    c.AUX_LOSS_WEIGHT = 1.0
 
 
 def _add_grounding_config(cfg: CN) -> None:

@@ -32,6 +32,7 @@ from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
 from .context.build import ContextInputs, ContextOutputs, TrainingTargets, build_context_model
 from .grounding import SegmentationGrounding, build_grounding
+from .relation.causal import CausalPredictor, build_relation_predictor
 from .relation.debias import debiasing_from_config, logit_adjustment
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
@@ -41,12 +42,17 @@ from .relation.postprocess import (
     scene_graph_outputs,
     suppress_duplicate_triplets,
 )
-from .relation.predictor import RelationPredictor, use_frequency_bias
-from .relation.sampling import global_gt_index, object_targets, pair_targets, training_pairs
+from .relation.predictor import RelationPredictor
+from .relation.sampling import (
+    batch_pair_predicates,
+    global_gt_index,
+    object_targets,
+    pair_targets,
+    training_pairs,
+)
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
 from .roi_heads_grounding import GroundingHooksMixin
 from .sgdet_objects import SGDetObjects
-from .statistics import training_statistics
 
 __all__ = ["SceneGraphROIHeads"]
 
@@ -139,17 +145,12 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             backbone=build_relation_backbone(cfg),
         )
         context = build_context_model(cfg, ret["box_head"].output_shape.channels, sgg.UNION_DIM)
-        use_bias = use_frequency_bias(cfg, context)
-        freq = training_statistics(cfg)["freq_tensor"] if use_bias else None
         ret.update(
             mode=sgg.MODE,
             context=context,
             union_features=union,
-            relation_predictor=RelationPredictor(
-                context.pair_dim,
-                sgg.NUM_PREDICATES,
-                None if freq is None else torch.as_tensor(freq),
-            ),
+            # RelationPredictor, or TDE's CausalPredictor (MODEL.SGG.CAUSAL.ENABLED)
+            relation_predictor=build_relation_predictor(cfg, context),
             rel_batch_size_per_image=sgg.BATCH_SIZE_PER_IMAGE,
             rel_positive_fraction=sgg.POSITIVE_FRACTION,
             sgdet=SGDetObjects.from_config(cfg),
@@ -281,7 +282,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         pairs, pair_labels, sampling = self._pairs(boxes, obj_to_gt, targets, relations)
         training = None
         if self.training:
-            training = self._training_targets(boxes, obj_to_gt, targets, sampling)
+            training = self._training_targets(boxes, obj_to_gt, targets, sampling, relations)
         inputs = self._context_inputs(features, boxes, pairs, images, gt_labels, dets, training)
         state = self._ground(features, boxes, inputs)
         inputs, out = self._run_context(features, boxes, pairs, inputs, state)
@@ -290,11 +291,9 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         else:
             refined = out.obj_logits is not inputs.obj_logits
             labels, scores = self.sgdet.final_objects(out.obj_logits, dets, refined)
-        rel_logits = self.relation_predictor(
-            out.pair_features, labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
-        )
+        inputs, rel_logits = self._relation_logits(features, boxes, pairs, inputs, out, labels)
         if self.training:
-            return {}, self._losses(inputs, out, rel_logits, pair_labels)
+            return {}, self._losses(inputs, out, rel_logits, pair_labels, labels)
         rel_logits = logit_adjustment(rel_logits, self.predicate_counts, self.logit_adjustment_tau)
         results = scene_graph_outputs(
             boxes,
@@ -337,10 +336,11 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             training=training,
         )
 
-    def _training_targets(self, boxes, obj_to_gt, targets, sampling) -> TrainingTargets:
+    def _training_targets(self, boxes, obj_to_gt, targets, sampling, relations) -> TrainingTargets:
         """What training adds: GT class and GT index of each object, the GT instances, and
         from ``sampling`` (:meth:`_pairs`) every candidate pair (``all_pairs``, global),
-        the L0 mask and the contrastive anchors."""
+        the L0 mask and the contrastive anchors; from ``relations`` (per image (G_i, 3)) every
+        GT predicate of each candidate pair (``all_pair_predicates``)."""
         device = boxes[0].device if boxes else torch.device("cpu")
         offsets = _offsets([len(b) for b in boxes], device)
         all_pairs = sampling["all_pairs"]
@@ -358,6 +358,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             pair_index=torch.cat([k + s for k, s in zip(sampling["pair_index"], starts)]),
             ce_mask=torch.cat(sampling["ce_mask"]),
             contrastive_anchors=anchors,
+            all_pair_predicates=batch_pair_predicates(all_pairs, obj_to_gt, relations, targets),
         )
 
     def _run_context(
@@ -379,7 +380,22 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             return self._grounded_context(inputs, state, refine_inputs)
         return inputs, self.context(inputs)
 
-    def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels):
+    def _relation_logits(self, features, boxes, pairs, inputs: ContextInputs, out, labels):
+        """``(inputs, (R, P + 1) logits)``: the shared predictor on the pair features and
+        ``labels`` (N,); or TDE's (``relation/causal.py``), which also reads union-box
+        features (computed here when the context reads none) and runs the context again
+        for its counterfactual at inference."""
+        subj, obj = labels[inputs.pairs[:, 0]], labels[inputs.pairs[:, 1]]
+        if not isinstance(self.relation_predictor, CausalPredictor):
+            return inputs, self.relation_predictor(out.pair_features, subj, obj)
+        if inputs.union_features is None:
+            union = self.union_features(
+                features, boxes, pairs, inputs.image_sizes, images=inputs.images
+            )
+            inputs = replace(inputs, union_features=union)
+        return inputs, self.relation_predictor.predict(inputs, out, labels, self.context)
+
+    def _losses(self, inputs: ContextInputs, out, rel_logits, pair_labels, labels):
         targets = inputs.training
         ce = targets.ce_mask if targets.ce_mask is not None else slice(None)  # the L0 sample
         losses = {
@@ -390,7 +406,11 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             losses["loss_refine_obj"] = self.obj_loss_weight * object_loss(
                 out.obj_logits, targets.obj_gt_classes
             )
-        losses.update(self.context.losses(inputs, out, pair_labels, self.relation_predictor))
+        predictor = self.relation_predictor
+        if isinstance(predictor, CausalPredictor):  # TDE: each branch's own loss
+            losses.update(predictor.losses(inputs, out, labels, pair_labels, ce))
+            predictor = predictor.scorer(inputs.union_features)
+        losses.update(self.context.losses(inputs, out, pair_labels, predictor))
         losses.update(apply_relation_losses(self.extra_losses, rel_logits, pair_labels, inputs))
         return losses
 

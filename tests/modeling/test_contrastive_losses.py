@@ -55,10 +55,23 @@ L2 = 0.2 + 0.35
 L3 = 0.4 + 0.55
 
 
+def single_predicates(labels):
+    """``all_pair_predicates`` when every related pair has one GT predicate: its label."""
+    rows = (labels > 0).nonzero().flatten()
+    return torch.stack([rows, labels[rows]], dim=1)
+
+
 def table_inputs(table=TABLE, gt_classes=GT_CLASSES):
     pairs = torch.tensor([row[0] for row in table], dtype=torch.long).reshape(-1, 2)
     labels = torch.tensor([row[1] for row in table], dtype=torch.long)
     rel_logits = logits_for([row[2] for row in table], [row[3] for row in table])
+    training = TrainingTargets(
+        obj_gt_classes=gt_classes,
+        obj_gt_index=ENTITY_IDS,
+        all_pairs=pairs,
+        pair_index=torch.arange(len(pairs)),
+        all_pair_predicates=single_predicates(labels),
+    )
     inputs = ContextInputs(
         obj_features=torch.zeros(6, 1),
         obj_logits=torch.nn.functional.one_hot(DET_CLASSES, 3).float(),
@@ -67,7 +80,7 @@ def table_inputs(table=TABLE, gt_classes=GT_CLASSES):
         num_objs=[6],
         pairs=pairs,
         num_pairs=[len(pairs)],
-        training=TrainingTargets(obj_gt_classes=gt_classes, obj_gt_index=ENTITY_IDS),
+        training=training,
     )
     return rel_logits, labels, inputs
 
@@ -218,3 +231,72 @@ def test_train_step_with_any_context(make_cfg, make_input, context, mode):
     if mode == "sgcls":  # GT boxes: every entity is matched, groups certainly exist
         assert losses["loss_contrastive_l1"] > 0
     sum(losses.values()).backward()
+
+
+# Issue 29 item 10, Eq. 7: pair a (man 0 - guitar 1) holds two GT predicates, 2 (its
+# cross-entropy label) and 3; e holds 3. Rows [pair, p + 1].
+TWO_PREDICATES = torch.tensor([[0, 2], [0, 3], [4, 3]])
+# L3 with every predicate: subject 0 has the groups (0, pred 2): 0.5 - 0.7 + max(b 0.6,
+# d 0.3) = 0.4 and (0, pred 3): 0.5 - 0.7 + c 0.8 = 0.6 (c, predicted 3, now competes with
+# a), averaged: 0.5; object 1 has (1, pred 3): 0.5 - min(a 0.7, e 0.9) + f 0.95 = 0.75 ((1,
+# pred 2) has no negative). With only the label (L3 above): 0.4 + 0.55.
+L3_ALL = (0.4 + 0.6) / 2 + 0.75
+
+
+def with_predicates(inputs, predicates, **changes):
+    return replace(
+        inputs, training=replace(inputs.training, all_pair_predicates=predicates, **changes)
+    )
+
+
+@pytest.mark.parametrize("how, l3", [("all", L3_ALL), ("sampled", L3)])
+def test_l3_puts_a_pair_in_the_group_of_each_of_its_predicates(how, l3):
+    rel_logits, labels, inputs = table_inputs()
+    inputs = with_predicates(inputs, TWO_PREDICATES)
+    loss = GraphicalContrastiveLoss(weights=(1.0, 1.0, 1.0), margins=MARGINS, l3_predicates=how)
+    out = loss(rel_logits, labels, inputs)
+    assert out["loss_contrastive_l3"].item() == pytest.approx(l3)
+    # L1 and L2 see the pair once, whatever its predicates.
+    assert out["loss_contrastive_l1"].item() == pytest.approx(L1)
+    assert out["loss_contrastive_l2"].item() == pytest.approx(L2)
+    out["loss_contrastive_l3"].backward()
+    # c (predicted 3) is the hardest negative of the group (0, pred 3) only with "all".
+    assert bool(rel_logits.grad[2].abs().sum() > 0) == (how == "all")
+
+
+def test_l3_predicates_of_pairs_outside_the_run_are_left_out():
+    # all_pairs: an extra pair (2, 3) with predicate 1 first, then the run pairs.
+    rel_logits, labels, inputs = table_inputs()
+    extra = torch.tensor([[2, 3]])
+    inputs = with_predicates(
+        inputs,
+        torch.cat([torch.tensor([[0, 1]]), TWO_PREDICATES + torch.tensor([1, 0])]),
+        all_pairs=torch.cat([extra, inputs.pairs]),
+        pair_index=torch.arange(1, 7),
+    )
+    out = GraphicalContrastiveLoss(weights=(1.0, 1.0, 1.0), margins=MARGINS)(
+        rel_logits, labels, inputs
+    )
+    assert out["loss_contrastive_l3"].item() == pytest.approx(L3_ALL)
+
+
+def test_l3_predicates_are_checked_and_configured():
+    rel_logits, labels, inputs = table_inputs()
+    with pytest.raises(ValueError, match="inputs.training.all_pair_predicates"):
+        GraphicalContrastiveLoss()(rel_logits, labels, with_predicates(inputs, None))
+    # Without L3, or with the sampled predicate, the field is not needed.
+    GraphicalContrastiveLoss(use=(True, True, False))(
+        rel_logits, labels, with_predicates(inputs, None)
+    )
+    GraphicalContrastiveLoss(l3_predicates="sampled")(
+        rel_logits, labels, with_predicates(inputs, None)
+    )
+    for bad in (TWO_PREDICATES[1:], torch.cat([TWO_PREDICATES, torch.tensor([[1, 2]])])):
+        with pytest.raises(ValueError, match="every related pair"):  # a's label / b unrelated
+            GraphicalContrastiveLoss()(rel_logits, labels, with_predicates(inputs, bad))
+    cfg = add_sgg_config(get_cfg())
+    assert cfg.MODEL.SGG.CONTRASTIVE.L3_PREDICATES == "all"
+    cfg.MODEL.SGG.CONTRASTIVE.L3_PREDICATES = "sampled"
+    assert RELATION_LOSS_REGISTRY.get("GraphicalContrastiveLoss")(cfg).l3_predicates == "sampled"
+    with pytest.raises(ValueError, match="MODEL.SGG.CONTRASTIVE.L3_PREDICATES is 'some'"):
+        GraphicalContrastiveLoss(l3_predicates="some")

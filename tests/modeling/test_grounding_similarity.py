@@ -174,7 +174,7 @@ def test_grounding_similarity_reads_the_config_node(tmp_path, glove):
     np.testing.assert_allclose(grounding_similarity(g, TARGET, AUX, cache, "dot"), [[2, 0], [1, 1]])
 
 
-def test_grounding_defaults_and_the_paper_protocol_of_the_vg150_configs():
+def test_grounding_defaults_and_the_sgdet_protocol_of_the_vg150_configs():
     from detectron2.config import get_cfg
 
     from sgg_d2.config import add_sgg_config
@@ -187,9 +187,25 @@ def test_grounding_defaults_and_the_paper_protocol_of_the_vg150_configs():
             cfg = add_sgg_config(get_cfg())
             repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
             cfg.merge_from_file(f"{repo}/configs/vg150/{model}_grounded_X101_FPN_{mode}.yaml")
-            assert cfg.TEST.SGG.SGDET_OVERLAP_ONLY is True
+            assert cfg.TEST.SGG.SGDET_OVERLAP_ONLY is False  # every pair, as the plain ones
             assert cfg.MODEL.SGG.GROUNDING.SIMILARITY == "dot"
             assert cfg.MODEL.SGG.GROUNDING.EXACT_NAME_MATCH is False
+
+
+@pytest.mark.parametrize("world, backbone", [("vg150", "X101"), ("synthetic", "R18")])
+def test_plain_and_grounded_sgdet_configs_score_the_same_pairs(world, backbone):
+    # One SGDet protocol in a grounded-vs-plain comparison (issue 29 item 4): every pair.
+    from detectron2.config import get_cfg
+
+    from sgg_d2.config import add_sgg_config
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for model in ("motifs", "vctree"):
+        for name in (model, f"{model}_grounded"):
+            cfg = add_sgg_config(get_cfg())
+            cfg.merge_from_file(f"{repo}/configs/{world}/{name}_{backbone}_FPN_sgdet.yaml")
+            assert cfg.MODEL.SGG.GROUNDING.ENABLED == name.endswith("_grounded")
+            assert cfg.TEST.SGG.SGDET_OVERLAP_ONLY is False, name
 
 
 def test_relative_datasets_path_is_looked_up_under_sgg_datasets(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ from sgg_d2.modeling.relation.contrastive_losses import (
     graphical_contrastive_terms,
 )
 from sgg_d2.modeling.relation.sampling import (
+    batch_pair_predicates,
+    pair_predicates,
     pair_targets,
     sample_contrastive_anchors,
     training_pairs,
@@ -165,6 +167,9 @@ def test_per_loss_switches_and_diagnostics_in_the_event_storage():
             obj_gt_classes=torch.tensor([0, 1, 1, 2, 3]),
             obj_gt_index=torch.arange(N),
             contrastive_anchors=anchors,
+            all_pairs=pairs,
+            pair_index=torch.arange(len(pairs)),
+            all_pair_predicates=torch.stack([(labels > 0).nonzero()[:, 0], labels[labels > 0]], 1),
         ),
     )
     with EventStorage() as storage:
@@ -176,3 +181,45 @@ def test_per_loss_switches_and_diagnostics_in_the_event_storage():
     assert logged == {f"contrastive/{k}": v for k, v in loss.last_diagnostics.items()}
     with pytest.raises(ValueError, match="ANCHORS_PER_IMAGE"):
         GraphicalContrastiveLoss(anchors_per_image=-1)
+
+
+def test_pair_predicates_lists_every_gt_predicate_of_a_pair():
+    # GT 0 -> 1 holds predicates 0 and 2 (and 0 twice), GT 2 -> 0 predicate 1. Objects: two
+    # detections of GT 0 (objects 0 and 3), GT 1 (1), GT 2 (2), an unmatched one (4).
+    relations = torch.tensor([[0, 1, 0], [0, 1, 2], [2, 0, 1], [0, 1, 0]])
+    obj_to_gt = torch.tensor([0, 1, 2, 0, -1])
+    pairs = torch.tensor([[0, 1], [3, 1], [1, 0], [2, 0], [2, 3], [4, 1], [0, 2]])
+    got = pair_predicates(pairs, obj_to_gt, relations, 3)
+    assert got.tolist() == [[0, 1], [0, 3], [1, 1], [1, 3], [3, 2], [4, 2]]
+    # pair_targets picks one of them for each related pair, and nothing for the others
+    labels = pair_targets(pairs, obj_to_gt, relations, 3)
+    assert {(r, int(labels[r])) for r in range(len(pairs)) if labels[r] > 0} <= {
+        tuple(row) for row in got.tolist()
+    }
+    assert (labels > 0).nonzero().flatten().tolist() == [0, 1, 3, 4]
+    assert pair_predicates(pairs, obj_to_gt, relations[:0], 3).shape == (0, 2)
+    # A batch: the second image's rows come after the first image's 7 pairs.
+    batch = batch_pair_predicates(
+        [pairs, pairs[:1]], [obj_to_gt, torch.tensor([0, 1])], [relations, relations[2:3]],
+        [range(3), range(2)],
+    )  # fmt: skip
+    assert batch.tolist() == got.tolist()  # image 2: GT 0 -> 1 has no relation there
+    batch = batch_pair_predicates([pairs, pairs[:1]], [obj_to_gt] * 2, [relations] * 2,
+                                  [range(3)] * 2)  # fmt: skip
+    assert batch[-2:].tolist() == [[7, 1], [7, 3]]
+
+
+def test_training_targets_carry_every_gt_predicate(make_cfg, make_input):
+    cfg = make_cfg("RelDNContext", "sgcls")
+    cfg.MODEL.SGG.EXTRA_RELATION_LOSSES = ["GraphicalContrastiveLoss"]
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    seen = _capture_inputs(model)
+    rels = [[0, 1, 0], [0, 1, 2], [2, 3, 1]]  # pair 0 -> 1 holds predicates 0 and 2
+    model([make_input(4, relations=rels, seed=1), make_input(3, seed=2)])
+    targets = seen["inputs"].training
+    found = {}
+    for row, label in targets.all_pair_predicates.tolist():
+        found.setdefault(tuple(targets.all_pairs[row].tolist()), set()).add(label - 1)
+    assert found[(0, 1)] == {0, 2} and found[(2, 3)] == {1}
+    assert all(s >= 4 for s, _ in found if (s, _) not in {(0, 1), (2, 3)})  # image 2

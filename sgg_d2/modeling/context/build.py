@@ -66,6 +66,10 @@ class TrainingTargets:
         contrastive_anchors: (N, 2) bool, whether each object is a sampled contrastive anchor
             as subject (column 0) / as object (column 1); every candidate pair of an anchor
             is in ``pairs``. None: no anchor sampling.
+        all_pair_predicates: (K, 2) int64 rows ``[row of all_pairs, p + 1]``: every GT
+            predicate p of each candidate pair (a pair with several GT predicates has several
+            rows, background pairs none; ``sampling.pair_predicates``), for the predicate-
+            class-aware contrastive loss.
     """
 
     obj_gt_classes: Optional[torch.Tensor] = None
@@ -77,6 +81,7 @@ class TrainingTargets:
     pair_index: Optional[torch.Tensor] = None
     ce_mask: Optional[torch.Tensor] = None
     contrastive_anchors: Optional[torch.Tensor] = None
+    all_pair_predicates: Optional[torch.Tensor] = None
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,14 @@ classes (L2) or predicates (L3) weighs more. L1 has one group per anchor: both a
   pair sharing the predicate are told apart (proximal relationship ambiguity). This is the
   set construction of the authors' release (the affinity stays 1 - p(background)); the
   related pairs with another predicate are not negatives, as they are positives of L1.
-  A pair with several GT predicates takes part with the one the data layer kept
-  (``DATASETS.SGG.FILTER_DUPLICATE_RELATIONS`` keeps one at random in training; Eq. 7
-  would make it a positive of each of its predicates' groups): the pair labels are
-  single-label throughout the relation stage, a documented difference.
+  Which predicates of a pair (``MODEL.SGG.CONTRASTIVE.L3_PREDICATES``): ``"all"`` (Eq. 7)
+  makes a pair with several GT predicates a positive of the group of each of them
+  (``TrainingTargets.all_pair_predicates``); ``"sampled"`` (the earlier form) only of the
+  group of the one predicate its cross-entropy label carries. The GT relations reaching
+  the model hold one predicate per pair when ``DATASETS.SGG.FILTER_DUPLICATE_RELATIONS``
+  is True (the data layer keeps one at random in training), so ``"all"`` needs it False
+  to see a pair's other predicates (the cross-entropy label is then still one random
+  predicate of the pair, drawn by ``sampling.pair_targets``).
 
 Which pairs take part (the paper's sampling): anchors are drawn per image and side
 (``MODEL.SGG.CONTRASTIVE.ANCHORS_PER_IMAGE``, 128 in RelDN's release) among the GT entities
@@ -47,6 +51,7 @@ margin is violated (a *hard* negative: non-zero loss), and per loss L1/L2/L3 the
 of groups with both and the fraction of them with non-zero loss (``active``).
 """
 
+import logging
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -55,10 +60,12 @@ from detectron2.config import configurable
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ...config import check_choice
 from .loss_registry import RELATION_LOSS_REGISTRY
 
 __all__ = [
     "GROUP_WEIGHTINGS",
+    "L3_PREDICATES",
     "GraphicalContrastiveLoss",
     "anchor_mean",
     "pair_affinity",
@@ -69,6 +76,8 @@ __all__ = [
 
 
 GROUP_WEIGHTINGS = ("anchor", "flat")
+L3_PREDICATES = ("all", "sampled")
+logger = logging.getLogger(__name__)
 
 
 def pair_affinity(rel_logits: torch.Tensor) -> torch.Tensor:
@@ -169,6 +178,7 @@ def graphical_contrastive_terms(
     anchors: Optional[torch.Tensor] = None,
     stats: Optional[Dict[str, float]] = None,
     weighting: str = "anchor",
+    pair_predicates: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The unweighted L1, L2, L3 of a batch (see the module docstring).
 
@@ -186,12 +196,15 @@ def graphical_contrastive_terms(
             entity is an anchor.
         stats: if given, filled with the diagnostics of the module docstring.
         weighting: one of :data:`GROUP_WEIGHTINGS` (see the module docstring).
+        pair_predicates: (K, 2) int64 rows ``[pair, p + 1]``, every GT predicate of each
+            related pair (its label among them): L3 puts the pair in each one's group. None:
+            only the predicate of ``pair_labels``.
 
     Returns:
         (L1, L2, L3) scalars.
     """
     positive, negative = pair_labels > 0, pair_labels == 0
-    l3_predicate = torch.where(positive, pair_labels, predicted)
+    l3 = _l3_members(pair_labels, predicted, pair_predicates)
     terms = [affinity.sum() * 0.0 for _ in range(3)]
     counts = {"groups": [0, 0, 0], "active": [0, 0, 0], "anchors": 0}
     for side in (0, 1):  # the anchor is the subject, then the object
@@ -199,19 +212,20 @@ def graphical_contrastive_terms(
         if anchors is not None:
             anchor = torch.where(anchors[pairs[:, side], side], anchor, torch.full_like(anchor, -1))
         other_class = entity_classes[pairs[:, 1 - side]]
-        keys = (
-            anchor[:, None],
-            torch.stack([anchor, other_class], dim=1),
-            torch.stack([anchor, l3_predicate], dim=1),
+        members = (
+            (affinity, anchor[:, None], positive, negative),
+            (affinity, torch.stack([anchor, other_class], dim=1), positive, negative),
+            (
+                affinity if l3[0] is None else affinity[l3[0]],
+                torch.stack([anchor if l3[0] is None else anchor[l3[0]], l3[1]], dim=1),
+                l3[2],
+                ~l3[2],
+            ),
         )
-        for k in range(3):
-            violations, with_positive = group_margins(
-                affinity, keys[k], positive, negative, margins[k]
-            )
+        for k, (aff, keys, pos, neg) in enumerate(members):
+            violations, with_positive = group_margins(aff, keys, pos, neg, margins[k])
             if len(violations) and weighting == "anchor":
-                terms[k] = terms[k] + anchor_mean(
-                    violations, group_anchors(keys[k], positive, negative)
-                )
+                terms[k] = terms[k] + anchor_mean(violations, group_anchors(keys, pos, neg))
             elif len(violations):
                 terms[k] = terms[k] + violations.mean()
             counts["groups"][k] += len(violations)
@@ -229,6 +243,49 @@ def graphical_contrastive_terms(
     return terms[0], terms[1], terms[2]
 
 
+def _l3_members(pair_labels, predicted, pair_predicates=None):
+    """L3's members ``(rows, predicate, positive)``: row r of the pairs takes part with
+    predicate e, as a positive (a GT predicate of r) or a negative (r unrelated, e its
+    predicted predicate). ``rows`` is None when each pair takes part once (in order).
+
+    Raises:
+        ValueError: when ``pair_predicates`` does not list exactly the related pairs, each
+            with its label among its predicates.
+    """
+    positive = pair_labels > 0
+    if pair_predicates is None:
+        return None, torch.where(positive, pair_labels, predicted), positive
+    rows, labels = pair_predicates[:, 0], pair_predicates[:, 1]
+    width = int(torch.cat([pair_labels, labels, pair_labels.new_zeros(1)]).max()) + 1
+    related = positive.nonzero().flatten()
+    listed = torch.isin(related * width + pair_labels[related], rows * width + labels)
+    if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(pair_labels)):
+        raise ValueError(f"pair_predicates: a row outside the {len(pair_labels)} pairs")
+    if not bool(listed.all()) or not bool(positive[rows].all()) or bool((labels < 1).any()):
+        raise ValueError(
+            "pair_predicates must list every related pair (label > 0) with its label and "
+            "no unrelated pair (TrainingTargets.all_pair_predicates vs the pair labels)"
+        )
+    unrelated = (~positive).nonzero().flatten()
+    return (
+        torch.cat([rows, unrelated]),
+        torch.cat([labels, predicted[unrelated]]),
+        torch.cat([torch.ones_like(rows, dtype=torch.bool), positive[unrelated]]),
+    )
+
+
+def _run_pair_predicates(targets, num_pairs: int) -> torch.Tensor:
+    """``targets.all_pair_predicates`` with rows of ``all_pairs`` turned into rows of the
+    ``num_pairs`` pairs the model was run on (``targets.pair_index``); others left out."""
+    run = torch.full(
+        (len(targets.all_pairs),), -1, dtype=torch.long, device=targets.pair_index.device
+    )
+    run[targets.pair_index] = torch.arange(num_pairs, device=run.device)
+    rows = run[targets.all_pair_predicates[:, 0]]
+    keep = rows >= 0
+    return torch.stack([rows[keep], targets.all_pair_predicates[keep, 1]], dim=1)
+
+
 @RELATION_LOSS_REGISTRY.register()
 class GraphicalContrastiveLoss(nn.Module):
     """L1, L2, L3 of RelDN, weighted: ``loss_contrastive_l1`` / ``_l2`` / ``_l3``.
@@ -237,7 +294,8 @@ class GraphicalContrastiveLoss(nn.Module):
     λ and margins α from ``MODEL.SGG.CONTRASTIVE.WEIGHTS`` / ``MARGINS``, each loss switched
     by ``USE_L1`` / ``USE_L2`` / ``USE_L3`` (a switched-off loss is not returned), anchors
     per image and side ``ANCHORS_PER_IMAGE`` (read by the ROI heads through
-    :attr:`anchors_per_image`, which then give ``inputs.training.contrastive_anchors``).
+    :attr:`anchors_per_image`, which then give ``inputs.training.contrastive_anchors``),
+    L3's predicates of a pair ``L3_PREDICATES`` (module docstring).
     """
 
     @configurable
@@ -249,6 +307,7 @@ class GraphicalContrastiveLoss(nn.Module):
         use: Tuple[bool, bool, bool] = (True, True, True),
         anchors_per_image: int = 128,
         group_weighting: str = "anchor",
+        l3_predicates: str = "all",
     ):
         """
         Args:
@@ -258,6 +317,7 @@ class GraphicalContrastiveLoss(nn.Module):
             anchors_per_image: anchors drawn per image and side (0: groups within the
                 cross-entropy sample).
             group_weighting: one of :data:`GROUP_WEIGHTINGS` (module docstring).
+            l3_predicates: one of :data:`L3_PREDICATES` (module docstring).
         """
         super().__init__()
         for name, values in (("WEIGHTS", weights), ("MARGINS", margins)):
@@ -275,6 +335,8 @@ class GraphicalContrastiveLoss(nn.Module):
                 f"MODEL.SGG.CONTRASTIVE.GROUP_WEIGHTING is {group_weighting!r}; valid values "
                 f"are {', '.join(GROUP_WEIGHTINGS)}"
             )
+        check_choice("MODEL.SGG.CONTRASTIVE.L3_PREDICATES", l3_predicates, L3_PREDICATES)
+        self.l3_predicates = l3_predicates
         self.group_weighting = group_weighting
         self.weights = tuple(float(w) for w in weights)
         self.margins = tuple(float(m) for m in margins)
@@ -291,6 +353,7 @@ class GraphicalContrastiveLoss(nn.Module):
             "use": (c.USE_L1, c.USE_L2, c.USE_L3),
             "anchors_per_image": c.ANCHORS_PER_IMAGE,
             "group_weighting": c.GROUP_WEIGHTING,
+            "l3_predicates": _l3_predicates_from_config(cfg),
         }
 
     def forward(self, rel_logits: torch.Tensor, pair_labels: torch.Tensor, inputs):
@@ -300,13 +363,17 @@ class GraphicalContrastiveLoss(nn.Module):
             pair_labels: (R,) int64, 0 = background, p + 1 = predicate p.
             inputs: the batch's ``ContextInputs`` (``pairs``, ``obj_logits``, and from
                 ``training``: ``obj_gt_index``, ``obj_gt_classes``, ``contrastive_anchors``
-                when anchors were drawn).
+                when anchors were drawn, ``all_pairs``, ``pair_index`` and
+                ``all_pair_predicates`` with ``L3_PREDICATES: "all"`` and L3 on).
 
         Returns:
             ``{"loss_contrastive_l<k>": λk Lk}`` for each switched-on k.
         """
         targets = inputs.training
-        for field in ("obj_gt_index", "obj_gt_classes"):
+        fields = ["obj_gt_index", "obj_gt_classes"]
+        if self.l3_predicates == "all" and self.use[2]:
+            fields += ["all_pairs", "pair_index", "all_pair_predicates"]
+        for field in fields:
             if targets is None or getattr(targets, field) is None:
                 raise ValueError(f"GraphicalContrastiveLoss needs inputs.training.{field}")
         if not (len(rel_logits) == len(pair_labels) == len(inputs.pairs)):
@@ -318,6 +385,9 @@ class GraphicalContrastiveLoss(nn.Module):
         gt_classes = targets.obj_gt_classes
         classes = torch.where(gt_classes >= 0, gt_classes, inputs.obj_logits.argmax(dim=1))
         predicted = rel_logits[:, 1:].argmax(dim=1) + 1
+        run_predicates = None
+        if self.l3_predicates == "all" and self.use[2]:
+            run_predicates = _run_pair_predicates(targets, len(pair_labels))
         stats: Dict[str, float] = {}
         terms = graphical_contrastive_terms(
             pair_affinity(rel_logits),
@@ -330,6 +400,7 @@ class GraphicalContrastiveLoss(nn.Module):
             anchors=anchors,
             stats=stats,
             weighting=self.group_weighting,
+            pair_predicates=run_predicates,
         )
         self.last_diagnostics = stats
         _put_scalars(stats)
@@ -348,3 +419,16 @@ def _put_scalars(stats: Dict[str, float]) -> None:
         return
     for name, value in stats.items():
         storage.put_scalar(f"contrastive/{name}", value)
+
+
+def _l3_predicates_from_config(cfg) -> str:
+    """``MODEL.SGG.CONTRASTIVE.L3_PREDICATES``, with a notice when the data layer leaves
+    one predicate per pair (then ``"all"`` and ``"sampled"`` coincide)."""
+    c = cfg.MODEL.SGG.CONTRASTIVE
+    if c.L3_PREDICATES == "all" and c.USE_L3 and cfg.DATASETS.SGG.FILTER_DUPLICATE_RELATIONS:
+        logger.info(
+            "MODEL.SGG.CONTRASTIVE.L3_PREDICATES 'all' sees one GT predicate per pair: "
+            "DATASETS.SGG.FILTER_DUPLICATE_RELATIONS True keeps one per pair in training "
+            "(set it False for every predicate of a pair)"
+        )
+    return c.L3_PREDICATES

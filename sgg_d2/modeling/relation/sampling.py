@@ -12,9 +12,11 @@ from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import Boxes, pairwise_iou
 
 __all__ = [
+    "batch_pair_predicates",
     "global_gt_index",
     "match_to_gt",
     "object_targets",
+    "pair_predicates",
     "pair_targets",
     "sample_pairs",
     "sample_contrastive_anchors",
@@ -184,4 +186,52 @@ def global_gt_index(obj_to_gt, targets) -> torch.Tensor:
     for m, t in zip(obj_to_gt, targets):
         out.append(torch.where(m >= 0, m + offset, m))
         offset += len(t)
+    return torch.cat(out)
+
+
+def pair_predicates(
+    pairs: torch.Tensor, obj_to_gt: torch.Tensor, gt_relations: torch.Tensor, num_gt: int
+) -> torch.Tensor:
+    """Every GT predicate of each candidate pair (where :func:`pair_targets` picks one).
+
+    Args:
+        pairs, obj_to_gt, gt_relations, num_gt: as in :func:`pair_targets`.
+
+    Returns:
+        (K, 2) int64 rows ``[row of pairs, p + 1]``, one per (pair, GT predicate p) with the
+        pair's subject and object mapped to a GT relation's; unique, sorted. Background
+        pairs have no row; a pair with several GT predicates has several.
+    """
+    empty = torch.zeros((0, 2), dtype=torch.long, device=pairs.device)
+    if len(pairs) == 0 or len(gt_relations) == 0:
+        return empty
+    rel = gt_relations.to(pairs.device)
+    gs, go = obj_to_gt[pairs[:, 0]], obj_to_gt[pairs[:, 1]]
+    code = torch.where((gs >= 0) & (go >= 0), gs * num_gt + go, torch.full_like(gs, -1))
+    rows, which = (code[:, None] == (rel[:, 0] * num_gt + rel[:, 1])[None, :]).nonzero(
+        as_tuple=True
+    )
+    return torch.unique(torch.stack([rows, rel[which, 2] + 1], dim=1), dim=0)
+
+
+def batch_pair_predicates(all_pairs, obj_to_gt, relations, targets) -> torch.Tensor:
+    """:func:`pair_predicates` of every image, rows offset into the images' concatenated
+    candidate pairs (``TrainingTargets.all_pair_predicates``).
+
+    Args:
+        all_pairs: per image (M_i, 2) int64 local candidate pairs.
+        obj_to_gt: per image (N_i,) int64 GT index of each object, -1 if unmatched.
+        relations: per image (G_i, 3) int64 GT relations.
+        targets: per image GT ``Instances`` (their lengths are the GT object counts).
+
+    Returns:
+        (K, 2) int64 ``[row of the concatenated pairs, p + 1]``.
+    """
+    out, offset = [], 0
+    for p, m, r, t in zip(all_pairs, obj_to_gt, relations, targets):
+        found = pair_predicates(p, m, r, len(t))
+        out.append(found + torch.tensor([offset, 0], device=found.device))
+        offset += len(p)
+    if not out:
+        return torch.zeros((0, 2), dtype=torch.long)
     return torch.cat(out)
