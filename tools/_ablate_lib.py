@@ -356,6 +356,24 @@ def comparison_rows(runs, pairs, modes, metrics) -> List[dict]:
     return rows
 
 
+def eval_variant_rows(runs, models, eval_modes: Mapping[str, Variant], metrics) -> List[dict]:
+    """Each evaluation variant (``--modes NAME=MODE:KEY=VALUE``) against its plain mode, per
+    model and metric: the same trained runs scored two ways (e.g. with and without logit
+    adjustment), as paired differences (:func:`paired_difference`); ``a`` / ``b`` read
+    ``model [NAME]`` / ``model [MODE]``."""
+    rows = []
+    for name, ev in eval_modes.items():
+        for model in models if ev.overrides else ():
+            for metric in metrics:
+                stats = paired_difference(
+                    per_seed(runs, model, name, metric), per_seed(runs, model, ev.base, metric)
+                )
+                if stats["n"]:
+                    a, b = f"{model} [{name}]", f"{model} [{ev.base}]"
+                    rows.append({"a": a, "b": b, "mode": ev.base, "metric": metric, **stats})
+    return rows
+
+
 def comparison_table(rows: Sequence[dict]) -> str:
     table = [
         [

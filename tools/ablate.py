@@ -82,6 +82,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--compare", nargs="*", default=[], metavar="A:B")
     p.add_argument(
+        "--compare-eval-variants",
+        action="store_true",
+        help="also compare each --modes NAME=MODE:... variant with MODE, per model",
+    )
+    p.add_argument(
         "--metrics",
         nargs="+",
         help="metrics compared (default: R@50, mR@50 and the "
@@ -385,6 +390,8 @@ def main(argv=None):
         )
     summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
+    if args.compare_eval_variants:
+        comparisons += lib.eval_variant_rows(runs, args.models, study.eval_modes, compared)
     wall = time.time() - study.started  # this invocation only (a resumed study: less)
     steps = [detector.get("seconds")] + [r["train"]["seconds"] for r in runs]
     steps += [(joint_detector or {}).get("seconds")]

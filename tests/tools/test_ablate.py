@@ -250,3 +250,23 @@ def test_per_predicate_recall_is_read_and_compared(tmp_path, capsys):
     assert rows["R@50(on)"]["mean"] == 5.0 and rows["R@50(on)"]["verdict"] == "holds"
     assert rows["R@50(near)"]["mean"] == 0.0 and rows["R@50(near)"]["verdict"] == "not shown"
     assert "R@50(on)" in capsys.readouterr().out
+
+
+def test_eval_variant_compared_with_its_mode_by_hand():
+    """``--compare-eval-variants``: the same runs scored with an override (``la``) against
+    their plain mode; by hand mR@50 la - predcls = 3, 5, 4 -> +4.0, SE 1/sqrt(3): holds."""
+    runs = []
+    for seed, (plain, adjusted) in enumerate([(10.0, 13.0), (11.0, 16.0), (12.0, 16.0)], 1):
+        evals = {
+            "predcls": {"metrics": {"mR@50": plain}},
+            "la": {"metrics": {"mR@50": adjusted}},
+        }
+        runs.append({"model": "motifs", "seed": seed, "evals": evals})
+    modes = {
+        "predcls": lib.Variant("predcls", "predcls"),
+        "la": lib.parse_variant("la=predcls:MODEL.SGG.LOGIT_ADJUSTMENT.TAU=1.0", "--modes"),
+    }
+    (row,) = lib.eval_variant_rows(runs, ["motifs"], modes, ["mR@50"])
+    assert (row["a"], row["b"], row["mode"]) == ("motifs [la]", "motifs [predcls]", "predcls")
+    assert row["mean"] == pytest.approx(4.0) and row["se"] == pytest.approx(1 / math.sqrt(3))
+    assert row["verdict"] == "holds"
