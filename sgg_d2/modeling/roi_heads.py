@@ -409,7 +409,7 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         predictor = self.relation_predictor
         if isinstance(predictor, CausalPredictor):  # TDE: each branch's own loss
             losses.update(predictor.losses(inputs, out, labels, pair_labels, ce))
-            predictor = predictor.scorer(inputs.union_features)
+            predictor = predictor.scorer(inputs)
         losses.update(self.context.losses(inputs, out, pair_labels, predictor))
         losses.update(apply_relation_losses(self.extra_losses, rel_logits, pair_labels, inputs))
         return losses

@@ -163,7 +163,7 @@ def test_counterfactual_pass_uses_the_averaged_inputs(make_context_inputs, build
             tde.append(predictor.predict(inputs, out, inputs.gt_labels, recorder))
             passes.append(recorder.context(recorder.calls[-1]).pair_features)
     cf = recorder.calls[-1]
-    obj, layout, _ = predictor.averages()
+    obj, layout = predictor.averages()[:2]
     assert torch.allclose(cf.obj_features, obj.expand(6, -1))
     assert torch.allclose(cf.box_layout, layout.expand(6, -1))
     assert cf.pairs is b.pairs and torch.equal(cf.gt_labels, b.gt_labels)
@@ -201,7 +201,8 @@ def test_averages_update_in_training_only_and_are_saved(make_cfg, make_input):
     assert int(predictor.num_updates) == 2
     assert torch.allclose(predictor.averages()[0], (means[0] / 2 + means[1]) / 1.5, atol=1e-5)
     before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(P + "avg_")}
-    assert set(before) == {P + "avg_obj_features", P + "avg_box_layout", P + "avg_class_probs"}
+    names = ("obj_features", "box_layout", "class_probs", "pair_geometry")
+    assert set(before) == {P + "avg_" + name for name in names}
     assert P + "num_updates" in model.state_dict()
     with torch.no_grad():
         (out,) = model.eval()([make_input(4, seed=9)])
@@ -316,3 +317,28 @@ def test_tde_model_trains_resumes_exactly_and_evaluates(world, tmp_path):
     again = model_weights(resumed / "model_final.pth")
     different = [k for k in final if not torch.equal(final[k], again[k])]
     assert final.keys() == again.keys() and not different, different[:5]
+
+
+def test_motifs_context_branch_is_ungated_and_spatial(make_cfg, make_input):
+    """The causal MOTIFS' context branch: pair features without the union gate, gated by the
+    pair-geometry embedding; the counterfactual takes the average geometry (moving average
+    of the training pairs' geometry), so moving one box changes the factual logits only."""
+    from sgg_d2.modeling.context.common import PairFromObjects
+    from sgg_d2.modeling.relation.geometry import pair_geometry
+
+    model = build_model(tde_cfg(make_cfg, effect_type="TDE"))
+    predictor = model.roi_heads.relation_predictor
+    pairs = [m for m in model.modules() if isinstance(m, PairFromObjects)]
+    assert pairs and not any(m.gate_with_union for m in pairs)
+    assert predictor.spatial is not None
+    model.train()
+    x = make_input(4, seed=1)
+    model([x])
+    inst = x["instances"]
+    b = inst.gt_boxes.tensor
+    p = torch.tensor([[i, j] for i in range(4) for j in range(4) if i != j])
+    geometry = pair_geometry(b[p[:, 0]], b[p[:, 1]], inst.image_size).mean(0)
+    assert torch.allclose(predictor.averages()[3], geometry, atol=1e-5)  # one update
+    rep = torch.ones(2, predictor.classifier.in_features)
+    untreated = predictor._untreated_rep(rep)
+    assert torch.allclose(untreated[0], predictor.spatial(predictor.averages()[3]))

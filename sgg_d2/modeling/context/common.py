@@ -140,18 +140,24 @@ class PairFromObjects(nn.Module):
     """Pair feature from subject/object contexts gated by the union-box feature.
 
     ``ctx -> (head, tail)``; ``pair = W [head_s, tail_o] * union_feature`` (MOTIFS, VCTree).
+    With ``gate_with_union`` False, ``pair = W [head_s, tail_o]``: TDE's context branch,
+    whose causal predictor reads the union feature in a branch of its own
+    (``relation/causal.py``).
     """
 
-    def __init__(self, ctx_dim: int, hidden_dim: int, union_dim: int):
+    def __init__(self, ctx_dim: int, hidden_dim: int, union_dim: int, gate_with_union=True):
         super().__init__()
         self.head_tail = nn.Linear(ctx_dim, 2 * hidden_dim)
         self.combine = nn.Linear(2 * hidden_dim, union_dim)
         self.out_dim = union_dim
+        self.gate_with_union = bool(gate_with_union)
 
     def forward(self, ctx: torch.Tensor, pairs: torch.Tensor, union: Optional[torch.Tensor]):
-        """(N, ctx_dim), (R, 2), (R, union_dim) -> (R, union_dim)."""
-        if union is None:
-            raise ValueError("the pair features need inputs.union_features (needs_union_features)")
+        """(N, ctx_dim), (R, 2), (R, union_dim) or None when not gated -> (R, union_dim)."""
         head, tail = self.head_tail(ctx).chunk(2, dim=1)
         rep = torch.cat([head[pairs[:, 0]], tail[pairs[:, 1]]], dim=1)
+        if not self.gate_with_union:
+            return self.combine(rep)
+        if union is None:
+            raise ValueError("the pair features need inputs.union_features (needs_union_features)")
         return self.combine(rep) * union
