@@ -307,6 +307,20 @@ def per_seed(runs: Sequence[dict], model: str, mode: str, metric: str) -> Dict[i
     return out
 
 
+def study_metrics(runs, metrics=None, per_predicate=False):
+    """``(main, subset, compared)`` metric names of finished ``runs``: the headline table's
+    (:data:`MAIN_METRICS` found), the R@50 / mR@50 subsets (``R@50[tag]``), and those the
+    comparisons judge (``metrics``, default the headline ones and the subsets; with
+    ``per_predicate`` also every ``R@50(<predicate>)``)."""
+    names = metric_names(runs)
+    subset = sorted(k for k in names if "[" in k and k.split("[")[0] in ("R@50", "mR@50"))
+    main = [m for m in MAIN_METRICS if m in names]
+    compared = list(metrics or HEADLINE_METRICS + subset)
+    if per_predicate:
+        compared += sorted(k for k in names if k.startswith("R@50(") and k not in compared)
+    return main, subset, compared
+
+
 def summarize(runs, models, modes, metrics) -> Dict[str, Dict[str, Dict[str, dict]]]:
     """model -> mode -> metric -> {mean, std, n} over seeds."""
     summary = {}

@@ -357,6 +357,16 @@ def main(argv=None):
     joint_detector = None
     if any(study.uses_joint_detector(m) for m in args.models):
         joint_detector = study.detector(joint=True)
+    runs, failures = _run_tasks(study, tasks, args)
+    if args.dry_run:
+        return 0
+    _report(study, args, runs, failures, detector, joint_detector)
+    return 1 if failures else 0
+
+
+def _run_tasks(study, tasks, args):
+    """Every (model, seed) run, ``--jobs`` at a time; returns ``(runs, failures)`` (a failed
+    run is recorded, not raised: the others go on)."""
     runs, failures, durations = [], [], []
     to_do = {task for task in tasks if not study.finished(*task)}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -377,17 +387,13 @@ def main(argv=None):
                 durations.append(sum(fresh))
             to_do.discard((record["model"], record["seed"]))
             study.progress(record, len(runs) + len(failures), len(tasks), durations, len(to_do))
-    if args.dry_run:
-        return 0
+    return runs, failures
+
+
+def _report(study, args, runs, failures, detector, joint_detector):
+    """Summaries and paired comparisons: ``OUT/ablation.json`` and printed tables."""
     runs.sort(key=lambda r: (args.models.index(r["model"]), r["seed"]))
-    names = lib.metric_names(runs)
-    subset = sorted(k for k in names if "[" in k and k.split("[")[0] in ("R@50", "mR@50"))
-    main_metrics = [m for m in lib.MAIN_METRICS if m in names]
-    compared = args.metrics or lib.HEADLINE_METRICS + subset
-    if args.per_predicate:
-        compared = compared + sorted(
-            k for k in names if k.startswith("R@50(") and k not in compared
-        )
+    main_metrics, subset, compared = lib.study_metrics(runs, args.metrics, args.per_predicate)
     summary = lib.summarize(runs, args.models, args.modes, main_metrics + subset)
     comparisons = lib.comparison_rows(runs, study.pairs, args.modes, compared)
     if args.compare_eval_variants:
@@ -397,8 +403,9 @@ def main(argv=None):
     steps += [(joint_detector or {}).get("seconds")]
     steps += [e["seconds"] for r in runs for e in r["evals"].values()]
     job_seconds = sum(s for s in steps if s)  # every recorded step, resumed ones included
+    path = os.path.join(study.out, "ablation.json")
     lib.write_json(
-        os.path.join(study.out, "ablation.json"),
+        path,
         {
             "world": args.world,
             "test_set": study.test_set,
@@ -424,10 +431,8 @@ def main(argv=None):
         print(lib.comparison_table(comparisons))
     print(
         f"\nWall time {lib.format_duration(wall)} (all steps, summed: "
-        f"{lib.format_duration(job_seconds)}); results in "
-        f"{os.path.join(study.out, 'ablation.json')}"
+        f"{lib.format_duration(job_seconds)}); results in {path}"
     )
-    return 1 if failures else 0
 
 
 if __name__ == "__main__":
