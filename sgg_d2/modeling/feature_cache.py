@@ -34,7 +34,7 @@ import tempfile
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
+from detectron2.structures import ImageList
 
 __all__ = ["FrozenFeatureCache"]
 
@@ -80,7 +80,11 @@ class FrozenFeatureCache:
             batched_inputs: the batch's mapped inputs (``"image"``: (3, H, W) tensor).
         """
         per_image = [self._image_features(model, x) for x in batched_inputs]
-        return {name: _pad_stack([f[name] for f in per_image]) for name in per_image[0]}
+        # zero-padded at the bottom / right to the batch's largest map, as Detectron2 pads
+        return {
+            name: ImageList.from_tensors([f[name] for f in per_image]).tensor
+            for name in per_image[0]
+        }
 
     def _image_features(self, model, inputs: dict) -> Dict[str, torch.Tensor]:
         image = inputs["image"]
@@ -161,10 +165,3 @@ def _backbone_digest(backbone: torch.nn.Module) -> str:
     device = next(backbone.parameters()).device.type
     h.update(f"{torch.__version__}|{device}|{torch.get_num_threads()}".encode())
     return h.hexdigest()
-
-
-def _pad_stack(maps: List[torch.Tensor]) -> torch.Tensor:
-    """(C, h_i, w_i) maps zero-padded at the bottom / right to the largest -> (B, C, H, W)."""
-    height = max(m.shape[-2] for m in maps)
-    width = max(m.shape[-1] for m in maps)
-    return torch.stack([F.pad(m, (0, width - m.shape[-1], 0, height - m.shape[-2])) for m in maps])

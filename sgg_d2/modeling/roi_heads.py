@@ -30,9 +30,10 @@ from detectron2.structures import Boxes, Instances
 
 from ..config import SGG_MODES
 from ..structures import all_ordered_pairs
-from .context.build import ContextInputs, ContextOutputs, TrainingTargets, build_context_model
+from .context.build import ContextInputs, ContextOutputs, build_context_model
 from .grounding import SegmentationGrounding, build_grounding
-from .relation.causal import CausalPredictor, build_relation_predictor
+from .relation.build_predictor import build_relation_predictor
+from .relation.causal import CausalPredictor
 from .relation.debias import debiasing_from_config, logit_adjustment
 from .relation.geometry import box_layout
 from .relation.loss_registry import apply_relation_losses, build_relation_losses
@@ -43,16 +44,11 @@ from .relation.postprocess import (
     suppress_duplicate_triplets,
 )
 from .relation.predictor import RelationPredictor
-from .relation.sampling import (
-    batch_pair_predicates,
-    global_gt_index,
-    object_targets,
-    pair_targets,
-    training_pairs,
-)
+from .relation.sampling import pair_targets, training_pairs
 from .relation.union_features import UnionFeatureExtractor, build_relation_backbone
 from .roi_heads_grounding import GroundingHooksMixin
 from .sgdet_objects import SGDetObjects
+from .training_targets import block_offsets, training_targets
 
 __all__ = ["SceneGraphROIHeads"]
 
@@ -121,6 +117,10 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         # contrastive anchors drawn per image and side (0: none), asked for by an extra loss
         self.anchors_per_image = max(
             [int(getattr(loss, "anchors_per_image", 0)) for loss in extra_losses] + [0]
+        )
+        # every GT predicate of each candidate pair, asked for by an extra loss (RelDN's L3)
+        self.needs_pair_predicates = any(
+            getattr(loss, "needs_pair_predicates", False) for loss in extra_losses
         )
         self._init_grounding(grounding, aux_box_predictor, aux_box_head)
         self.logit_adjustment_tau = float(logit_adjustment_tau)
@@ -282,7 +282,10 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         pairs, pair_labels, sampling = self._pairs(boxes, obj_to_gt, targets, relations)
         training = None
         if self.training:
-            training = self._training_targets(boxes, obj_to_gt, targets, sampling, relations)
+            training = training_targets(
+                boxes, obj_to_gt, targets, sampling, relations,
+                anchors=self.anchors_per_image > 0, predicates=self.needs_pair_predicates,
+            )  # fmt: skip
         inputs = self._context_inputs(features, boxes, pairs, images, gt_labels, dets, training)
         state = self._ground(features, boxes, inputs)
         inputs, out = self._run_context(features, boxes, pairs, inputs, state)
@@ -315,12 +318,12 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
     ) -> ContextInputs:
         """The batch's ``ContextInputs``, built once: per image ``boxes`` (N_i, 4) and local
         ``pairs`` (R_i, 2) made global; in SGDet (``dets``) the detector's own class logits,
-        not re-derived ones; ``training``: :meth:`_training_targets` or None."""
+        not re-derived ones; ``training``: ``training_targets.training_targets`` or None."""
         obj_feats, obj_logits = self._object_features(features, boxes)
         if dets is not None:
             obj_logits = self.sgdet.context_logits(dets, self.num_classes)
         image_sizes = list(images.image_sizes)
-        offsets = _offsets([len(b) for b in boxes], obj_feats.device)
+        offsets = block_offsets([len(b) for b in boxes], obj_feats.device)
         return ContextInputs(
             obj_features=obj_feats,
             obj_logits=obj_logits,
@@ -334,31 +337,6 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
             image_sizes=image_sizes,
             images=images.tensor,
             training=training,
-        )
-
-    def _training_targets(self, boxes, obj_to_gt, targets, sampling, relations) -> TrainingTargets:
-        """What training adds: GT class and GT index of each object, the GT instances, and
-        from ``sampling`` (:meth:`_pairs`) every candidate pair (``all_pairs``, global),
-        the L0 mask and the contrastive anchors; from ``relations`` (per image (G_i, 3)) every
-        GT predicate of each candidate pair (``all_pair_predicates``)."""
-        device = boxes[0].device if boxes else torch.device("cpu")
-        offsets = _offsets([len(b) for b in boxes], device)
-        all_pairs = sampling["all_pairs"]
-        starts = _offsets([len(p) for p in all_pairs], device)
-        anchors = None
-        if self.anchors_per_image > 0:
-            anchors = torch.cat(sampling["anchors"])
-        return TrainingTargets(
-            obj_gt_classes=object_targets(obj_to_gt, targets),
-            obj_gt_index=global_gt_index(obj_to_gt, targets),
-            gt_instances=targets,
-            all_pairs=torch.cat([p + o for p, o in zip(all_pairs, offsets)]),
-            all_pair_labels=torch.cat(sampling["all_labels"]),
-            num_all_pairs=[len(p) for p in all_pairs],
-            pair_index=torch.cat([k + s for k, s in zip(sampling["pair_index"], starts)]),
-            ce_mask=torch.cat(sampling["ce_mask"]),
-            contrastive_anchors=anchors,
-            all_pair_predicates=batch_pair_predicates(all_pairs, obj_to_gt, relations, targets),
         )
 
     def _run_context(
@@ -413,8 +391,3 @@ class SceneGraphROIHeads(GroundingHooksMixin, StandardROIHeads):
         losses.update(self.context.losses(inputs, out, pair_labels, predictor))
         losses.update(apply_relation_losses(self.extra_losses, rel_logits, pair_labels, inputs))
         return losses
-
-
-def _offsets(sizes: List[int], device) -> torch.Tensor:
-    """(len(sizes),) int64 start of each block when blocks of ``sizes`` are concatenated."""
-    return torch.tensor([0] + list(sizes[:-1]), device=device).cumsum(0)

@@ -62,23 +62,20 @@ they are computed for the visual branch. Not the Frequency baseline: no context 
 from dataclasses import replace
 from typing import Callable, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from ...config import check_choice
 from ..context.build import ContextInputs, ContextOutputs
-from ..context.common import PairFromObjects
 from .causal_effects import EFFECT_TYPES, FUSIONS, causal_effect, fuse
 from .geometry import BOX_LAYOUT_DIM, PAIR_GEOMETRY_DIM, pair_geometry
 from .losses import relation_loss
-from .predictor import FrequencyBias, RelationPredictor, use_frequency_bias
+from .predictor import FrequencyBias
 
 __all__ = [
     "EFFECT_TYPES",
     "FUSIONS",
     "CausalPredictor",
-    "build_relation_predictor",
     "causal_effect",
     "fuse",
 ]
@@ -211,14 +208,20 @@ class CausalPredictor(nn.Module):
 
     # ------------------------------------------------------------- averages
     @torch.no_grad()
-    def update_averages(self, inputs: ContextInputs) -> None:
+    def update_averages(
+        self, inputs: ContextInputs, geometry: Optional[torch.Tensor] = None
+    ) -> None:
         """Move the averages towards this batch's object means (training only; a no-op in
-        eval mode or for a batch without objects)."""
+        eval mode or for a batch without objects).
+
+        Args:
+            geometry: the pairs' (R, 9) geometry when the caller has it (else computed).
+        """
         if not self.training or len(inputs.obj_features) == 0:
             return
         batch = (inputs.obj_features, inputs.box_layout, inputs.obj_logits.softmax(dim=1))
         if self.spatial is not None and len(inputs.pairs):
-            batch += (self._geometry(inputs),)
+            batch += (self._geometry(inputs) if geometry is None else geometry,)
         for avg, x in zip(self._buffers_averaged(), batch):
             avg.mul_(1.0 - self.momentum).add_(
                 x.detach().mean(0).to(avg.dtype), alpha=self.momentum
@@ -290,9 +293,10 @@ class CausalPredictor(nn.Module):
         """
         pairs, union = inputs.pairs, inputs.union_features
         subj, obj = labels[pairs[:, 0]], labels[pairs[:, 1]]
-        rep = self.context_rep(outputs.pair_features, self._geometry(inputs))
+        geometry = self._geometry(inputs)
+        rep = self.context_rep(outputs.pair_features, geometry)
         factual = self(rep, subj, obj, union)
-        self.update_averages(inputs)  # a no-op at inference
+        self.update_averages(inputs, geometry)  # a no-op at inference
         if self.training or self.effect_type == "none":
             return factual
         with torch.no_grad():
@@ -356,67 +360,3 @@ class CausalPredictor(nn.Module):
             for name, logits in zip(names, branches)
             if torch.is_tensor(logits)  # no frequency branch: 0
         }
-
-
-def build_relation_predictor(cfg, context) -> nn.Module:
-    """The ROI heads' predictor: ``RelationPredictor``, or :class:`CausalPredictor` with
-    ``MODEL.SGG.CAUSAL.ENABLED`` (frequency branch unless ``USE_FREQUENCY_BIAS`` is False).
-
-    Raises:
-        ValueError: a bad ``MODEL.SGG.CAUSAL`` value, an effect type without the causal
-            predictor, or a context model without pair features (naming the key).
-    """
-    from ..statistics import training_statistics
-
-    sgg, causal = cfg.MODEL.SGG, cfg.MODEL.SGG.CAUSAL
-    check_choice("MODEL.SGG.CAUSAL.EFFECT_TYPE", causal.EFFECT_TYPE, EFFECT_TYPES)
-    check_choice("MODEL.SGG.CAUSAL.FUSION", causal.FUSION, FUSIONS)
-    if not causal.ENABLED:
-        if causal.EFFECT_TYPE != "none":
-            raise ValueError(
-                f"MODEL.SGG.CAUSAL.EFFECT_TYPE is {causal.EFFECT_TYPE!r} but "
-                "MODEL.SGG.CAUSAL.ENABLED is False: effects need the causal predictor"
-            )
-        freq = training_statistics(cfg)["freq_tensor"] if use_frequency_bias(cfg, context) else None
-        return RelationPredictor(
-            context.pair_dim, sgg.NUM_PREDICATES, None if freq is None else torch.as_tensor(freq)
-        )
-    if context.pair_dim is None:
-        raise ValueError(
-            f"MODEL.SGG.CAUSAL.ENABLED needs a context model with pair features (the context "
-            f"branch); MODEL.SGG.CONTEXT {sgg.CONTEXT!r} gives none"
-        )
-    spatial = _ungate_pair_features(context) > 0
-    # None / "auto": on, the paper's causal model has the frequency branch
-    use_bias = sgg.USE_FREQUENCY_BIAS in (None, "auto") or use_frequency_bias(cfg, context)
-    freq = (
-        torch.as_tensor(np.asarray(training_statistics(cfg)["freq_tensor"])) if use_bias else None
-    )
-    return CausalPredictor(
-        pair_dim=context.pair_dim,
-        union_dim=sgg.UNION_DIM,
-        obj_dim=context.obj_dim,
-        num_classes=context.num_classes,
-        num_predicates=sgg.NUM_PREDICATES,
-        freq_tensor=freq,
-        fusion=causal.FUSION,
-        effect_type=causal.EFFECT_TYPE,
-        momentum=causal.MOMENTUM,
-        aux_loss_weight=causal.AUX_LOSS_WEIGHT,
-        spatial_context=spatial,
-    )
-
-
-def _ungate_pair_features(context: nn.Module) -> int:
-    """The paper's context branch for MOTIFS / VCTree: their pair features without the
-    union-box gating (``PairFromObjects.gate_with_union`` False), since the visual branch
-    reads the union feature itself. Gated, the counterfactual pass kept each pair's visual
-    evidence and TDE cancelled it (crowded world, MOTIFS PredCls: R@50 1.2, mR@50 0.4).
-
-    Returns:
-        How many pair modules were switched (0 for the other context models).
-    """
-    pairs = [m for m in context.modules() if isinstance(m, PairFromObjects)]
-    for module in pairs:
-        module.gate_with_union = False
-    return len(pairs)

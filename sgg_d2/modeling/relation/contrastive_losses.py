@@ -275,6 +275,12 @@ class GraphicalContrastiveLoss(nn.Module):
             "l3_predicates": _l3_predicates_from_config(cfg),
         }
 
+    @property
+    def needs_pair_predicates(self) -> bool:
+        """Whether L3 reads every GT predicate of a pair (``TrainingTargets.
+        all_pair_predicates``, which the ROI heads then compute)."""
+        return self.l3_predicates == "all" and self.use[2]
+
     def forward(self, rel_logits: torch.Tensor, pair_labels: torch.Tensor, inputs):
         """
         Args:
@@ -290,7 +296,7 @@ class GraphicalContrastiveLoss(nn.Module):
         """
         targets = inputs.training
         fields = ["obj_gt_index", "obj_gt_classes"]
-        if self.l3_predicates == "all" and self.use[2]:
+        if self.needs_pair_predicates:
             fields += ["all_pairs", "pair_index", "all_pair_predicates"]
         for field in fields:
             if targets is None or getattr(targets, field) is None:
