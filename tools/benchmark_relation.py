@@ -264,8 +264,8 @@ def _cells(row: dict) -> list:
     view = dict(row, ratio=row["rel_s"] / row["det_s"])
     view.update(det_gflop=row["det_flops"] / 1e9, rel_gflop=row["rel_flops"] / 1e9)
     view.update(rel_roi_align_gflop=row.get("rel_roi_align_flops", 0) / 1e9)
-    view.setdefault("rel_roi_align_s", float("nan"))
-    return [format(view[key], fmt) for _, key, _, fmt in COLUMNS]
+    # the RoIAlign time comes from the profile: "-" without --top-ops
+    return [format(view[key], fmt) if key in view else "-" for _, key, _, fmt in COLUMNS]
 
 
 def _line(cells) -> str:
