@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from tools import _ablate_lib as lib
+from tools import _ablate_stats as stats
 from tools import ablate
+from tools._ablate_study import Study
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,45 +60,45 @@ def test_scaled_schedule_keeps_proportions():
 
 def test_paired_difference_by_hand():
     # differences 2, 3, 1: mean 2, sample std 1, SE 1/sqrt(3) = 0.577 < 1 -> holds
-    stats = lib.paired_difference({1: 10.0, 2: 12.0, 3: 11.0, 4: 50.0}, {1: 8.0, 2: 9.0, 3: 10.0})
-    assert stats["n"] == 3 and stats["seeds"] == [1, 2, 3]  # seed 4 has no partner
-    assert stats["mean"] == pytest.approx(2.0)
-    assert stats["se"] == pytest.approx(1 / math.sqrt(3))
-    assert stats["verdict"] == "holds"
+    diff = stats.paired_difference({1: 10.0, 2: 12.0, 3: 11.0, 4: 50.0}, {1: 8.0, 2: 9.0, 3: 10.0})
+    assert diff["n"] == 3 and diff["seeds"] == [1, 2, 3]  # seed 4 has no partner
+    assert diff["mean"] == pytest.approx(2.0)
+    assert diff["se"] == pytest.approx(1 / math.sqrt(3))
+    assert diff["verdict"] == "holds"
     # differences 3, -1, 1: mean 1, std 2, SE 2/sqrt(3) = 1.155; 1 < 2.31 -> not shown
-    stats = lib.paired_difference({1: 3.0, 2: -1.0, 3: 1.0}, {1: 0.0, 2: 0.0, 3: 0.0})
-    assert stats["se"] == pytest.approx(2 / math.sqrt(3)) and stats["verdict"] == "not shown"
+    diff = stats.paired_difference({1: 3.0, 2: -1.0, 3: 1.0}, {1: 0.0, 2: 0.0, 3: 0.0})
+    assert diff["se"] == pytest.approx(2 / math.sqrt(3)) and diff["verdict"] == "not shown"
     # a clear loss is never "holds"; one seed has no SE
-    assert lib.paired_difference({1: 1.0, 2: 2.0}, {1: 5.0, 2: 6.1})["verdict"] == "not shown"
-    single = lib.paired_difference({1: 9.0}, {1: 1.0})
+    assert stats.paired_difference({1: 1.0, 2: 2.0}, {1: 5.0, 2: 6.1})["verdict"] == "not shown"
+    single = stats.paired_difference({1: 9.0}, {1: 1.0})
     assert single["n"] == 1 and math.isnan(single["se"]) and single["verdict"] == "not shown"
 
 
 def test_verdict_rule_is_strict():
-    assert lib.verdict(2.0, 0.99) == "holds"
-    assert lib.verdict(2.0, 1.0) == "not shown"  # mean = 2 SE exactly
-    assert lib.verdict(0.0, 0.0) == "not shown"  # identical runs: no improvement
-    assert lib.verdict(-3.0, 0.1) == "not shown"
-    assert lib.verdict(1.0, math.nan) == "not shown"
+    assert stats.verdict(2.0, 0.99) == "holds"
+    assert stats.verdict(2.0, 1.0) == "not shown"  # mean = 2 SE exactly
+    assert stats.verdict(0.0, 0.0) == "not shown"  # identical runs: no improvement
+    assert stats.verdict(-3.0, 0.1) == "not shown"
+    assert stats.verdict(1.0, math.nan) == "not shown"
 
 
 def test_mean_std_and_table_format():
-    assert lib.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
+    assert stats.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     runs = [
         {"model": "a", "seed": s, "evals": {"predcls": {"metrics": {"R@50": v}}}}
         for s, v in [(1, 10.0), (2, 12.0)]
     ] + [{"model": "b", "seed": 1, "evals": {"predcls": {"metrics": {"R@50": 5.0}}}}]
-    summary = lib.summarize(runs, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
+    summary = stats.summarize(runs, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
     assert summary["a"]["predcls"]["R@50"]["mean"] == 11.0
     assert summary["a"]["predcls"]["R@50"]["std"] == pytest.approx(math.sqrt(2))
-    table = lib.summary_table(summary, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
+    table = stats.summary_table(summary, ["a", "b"], ["predcls", "sgcls"], ["R@50", "mR@50"])
     lines = table.splitlines()
     assert len(lines) == 4  # header, rule, a/predcls, b/predcls (no sgcls results)
     assert "| a       | predcls |       2 | 11.00 ± 1.41 | -       |" in lines[2]
     assert "5.00" in lines[3] and "±" not in lines[3]  # one seed: no std
-    rows = lib.comparison_rows(runs, [("a", "b")], ["predcls"], ["R@50"])
+    rows = stats.comparison_rows(runs, [("a", "b")], ["predcls"], ["R@50"])
     assert rows[0]["n"] == 1 and rows[0]["mean"] == 5.0
-    text = lib.comparison_table(rows)
+    text = stats.comparison_table(rows)
     assert "a - b" in text and "+5.00" in text and "not shown" in text
 
 
@@ -190,8 +192,8 @@ def test_eta_counts_only_runs_left_to_train(capsys):
         "train": {"seconds": 540.0},
         "evals": {"predcls": {"seconds": 60.0, "metrics": {"mR@50": 12.5}}},
     }
-    ablate.Study.progress(study, record, 1, 6, [600.0], 1)
-    ablate.Study.progress(study, record, 6, 6, [600.0], 0)
+    Study.progress(study, record, 1, 6, [600.0], 1)
+    Study.progress(study, record, 6, 6, [600.0], 0)
     first, last = capsys.readouterr().out.splitlines()
     assert first == "[1/6] motifs seed 1: 10m00s, predcls mR@50 12.50, ETA 5m00s"
     assert last == "[6/6] motifs seed 1: 10m00s, predcls mR@50 12.50"
@@ -266,7 +268,7 @@ def test_eval_variant_compared_with_its_mode_by_hand():
         "predcls": lib.Variant("predcls", "predcls"),
         "la": lib.parse_variant("la=predcls:MODEL.SGG.LOGIT_ADJUSTMENT.TAU=1.0", "--modes"),
     }
-    (row,) = lib.eval_variant_rows(runs, ["motifs"], modes, ["mR@50"])
+    (row,) = stats.eval_variant_rows(runs, ["motifs"], modes, ["mR@50"])
     assert (row["a"], row["b"], row["mode"]) == ("motifs [la]", "motifs [predcls]", "predcls")
     assert row["mean"] == pytest.approx(4.0) and row["se"] == pytest.approx(1 / math.sqrt(3))
     assert row["verdict"] == "holds"
