@@ -36,7 +36,9 @@ class Variant:
 
 
 def parse_variant(text: str, flag: str = "--variant", base_label: str = "BASEMODEL") -> Variant:
-    """``NAME=BASE:KEY=VALUE,KEY=VALUE`` -> :class:`Variant`.
+    """``NAME=BASE:KEY=VALUE,KEY=VALUE`` -> :class:`Variant`; ``NAME=BASE`` (no overrides) is
+    an alias, the base under another name (e.g. the same model on another detector, see
+    ``tools/ablate.py --on-joint-detector``).
 
     Example: ``linknet_nolayout=linknet:MODEL.SGG.LINKNET.LAYOUT=False``. A value may
     hold commas (``SOLVER.STEPS=(100,200)``): only a comma followed by an upper-case
@@ -48,16 +50,16 @@ def parse_variant(text: str, flag: str = "--variant", base_label: str = "BASEMOD
     Raises:
         ValueError: the text does not have that form (quotes it).
     """
-    form = f"expected NAME={base_label}:KEY=VALUE[,KEY=VALUE...]"
+    form = f"expected NAME={base_label}[:KEY=VALUE,KEY=VALUE...]"
     head, sep, tail = text.partition(":")
     name, eq, base = head.partition("=")
     name, base = name.strip(), base.strip()
-    if not (sep and eq and name and base and tail.strip()):
+    if not (eq and name and base and (tail.strip() or not sep)):
         raise ValueError(f"{flag} {text!r}: {form}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"{flag} {text!r}: name {name!r} may hold only [A-Za-z0-9_.-]")
     overrides = []
-    for item in _NEXT_OVERRIDE.split(tail):
+    for item in _NEXT_OVERRIDE.split(tail) if sep else ():
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not eq or not re.fullmatch(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+", key) or not value:

@@ -47,6 +47,12 @@ class Study:
                 raise ValueError(f"--modes {text!r}: mode {ev.base!r} is not one of {lib.MODES}")
             self.eval_modes[ev.name] = ev
         args.modes = list(self.eval_modes)
+        for name in args.on_joint_detector:
+            if name not in args.models:
+                raise ValueError(
+                    f"--on-joint-detector {name}: not in --models {args.models} (an alias "
+                    f"NAME=BASE in --models runs a model on both detectors)"
+                )
         self.pairs = []
         for pair in args.compare:
             a, sep, b = pair.partition(":")
@@ -74,7 +80,11 @@ class Study:
         return self._grounded[name]
 
     def uses_joint_detector(self, name) -> bool:
-        return self.grounded(name) or self.args.plain_on_joint_detector
+        return (
+            self.grounded(name)
+            or self.args.plain_on_joint_detector
+            or name in self.args.on_joint_detector
+        )
 
     def detector_weights(self, joint=False):
         """The (joint) detector checkpoint the relation models start from (trained or not yet)."""

@@ -15,7 +15,8 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
    ``MODEL.SGG.GROUNDING.ENABLED``), also the world's joint detector
    (``configs/<world>/mask_rcnn_R18_FPN_joint_detector.yaml``) once, in
    ``OUT/joint_detector`` (or ``--joint-detector``): grounded models start from it (and,
-   with ``--plain-on-joint-detector``, every model does), and grounded models of a world
+   with ``--plain-on-joint-detector`` every model does, with ``--on-joint-detector M ...``
+   the models named), and grounded models of a world
    other than the default one also merge ``configs/<world>/world_grounded.yaml`` (its
    auxiliary mask set and word vectors) after ``world.yaml``;
 2. each model ``M`` (config ``configs/synthetic/M_R18_FPN_sgcls.yaml`` +
@@ -62,7 +63,7 @@ def parse_args(argv=None):
         "--models",
         nargs="+",
         required=True,
-        help="config names, --variant names or inline NAME=BASE:KEY=VALUE,...",
+        help="config names, --variant names, inline NAME=BASE:KEY=VALUE,... or aliases NAME=BASE",
     )
     p.add_argument(
         "--modes",
@@ -123,6 +124,15 @@ def parse_args(argv=None):
         action="store_true",
         help="plain models also start from the joint detector (same frozen detector for "
         "grounded and plain models)",
+    )
+    p.add_argument(
+        "--on-joint-detector",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="these plain models (names in --models) start from the joint detector; with "
+        "an alias (e.g. --models motifs motifs_joint=motifs --on-joint-detector "
+        "motifs_joint) one study has a model on both detectors",
     )
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs, 1 thread each when > 1")
     p.add_argument("--dry-run", action="store_true", help="write the configs, print commands")

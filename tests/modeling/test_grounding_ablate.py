@@ -1,6 +1,7 @@
 """tools/ablate.py with segmentation-grounded models: the joint detector, the grounded world
 file and the detector each model starts from (dry run, no training)."""
 
+import pytest
 import yaml
 
 from tools import ablate
@@ -47,3 +48,35 @@ def test_plain_models_can_share_the_joint_detector(tmp_path, capsys):
     assert "mask_rcnn_R18_FPN_joint_detector" not in str(sgg)
     assert (tmp_path / "joint_detector" / "config.yaml").is_file()
     assert not (tmp_path / "detector").exists()  # the plain detector is not trained
+
+
+def test_one_study_runs_a_plain_model_on_both_detectors(tmp_path, capsys):
+    # the paper's Table 1 (plain detector + plain model vs joint detector + grounded model)
+    # and Table 4 (both on the joint detector) from one study: an alias on the joint detector
+    argv = ["--world", "synthetic_crowded", "--models", "motifs", "motifs_joint=motifs"]
+    argv += ["motifs_grounded", "--on-joint-detector", "motifs_joint", "--modes", "predcls"]
+    argv += ["--seeds", "1", "--out", str(tmp_path), "--dry-run"]
+    assert ablate.main(argv) == 0
+    plain, joint, grounded = (
+        _config(tmp_path, n) for n in ("motifs", "motifs_joint", "motifs_grounded")
+    )
+    detector = str(tmp_path / "detector" / "model_final.pth")
+    joint_weights = str(tmp_path / "joint_detector" / "model_final.pth")
+    assert plain["MODEL"]["SGG"]["DETECTOR_WEIGHTS"] == detector
+    assert joint["MODEL"]["SGG"]["DETECTOR_WEIGHTS"] == joint_weights
+    assert grounded["MODEL"]["SGG"]["DETECTOR_WEIGHTS"] == joint_weights
+    # the alias is the plain model's config in every other key
+    for cfg in (plain, joint):
+        cfg["MODEL"]["SGG"].pop("DETECTOR_WEIGHTS")
+        cfg.pop("OUTPUT_DIR")
+    assert plain == joint and "GROUNDING" not in str(joint.get("DATASETS"))
+    assert not joint["MODEL"]["SGG"]["GROUNDING"]["ENABLED"]
+
+
+def test_on_joint_detector_names_a_model_of_the_study(tmp_path):
+    argv = ["--models", "motifs", "--on-joint-detector", "motfs", "--modes", "predcls"]
+    argv += ["--seeds", "1", "--out", str(tmp_path), "--dry-run"]
+    with pytest.raises(
+        SystemExit, match=r"--on-joint-detector motfs: not in --models \['motifs'\]"
+    ):
+        ablate.main(argv)

@@ -30,11 +30,17 @@ def test_parse_variant_with_commas_inside_values():
     assert v.opts() == ["SOLVER.STEPS", "(5,10)", "MODEL.SGG.EMBED_DIM", "32"]
 
 
+def test_parse_variant_alias_has_no_overrides():
+    v = lib.parse_variant("motifs_joint=motifs")
+    assert (v.name, v.base, v.opts()) == ("motifs_joint", "motifs", [])
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("m2:SOLVER.MAX_ITER=5", "expected NAME=BASEMODEL:KEY=VALUE"),
-        ("m2=motifs", "expected NAME=BASEMODEL:KEY=VALUE"),
+        ("m2:SOLVER.MAX_ITER=5", r"expected NAME=BASEMODEL\[:KEY=VALUE"),
+        ("m2=motifs:", r"expected NAME=BASEMODEL\[:KEY=VALUE"),
+        ("=motifs", r"expected NAME=BASEMODEL\[:KEY=VALUE"),
         ("m2=motifs:solver.max_iter=5", "bad override 'solver.max_iter=5'"),
         ("m2=motifs:SOLVER.MAX_ITER=", "bad override 'SOLVER.MAX_ITER='"),
         ("m 2=motifs:SOLVER.MAX_ITER=5", "name 'm 2' may hold only"),
@@ -215,7 +221,7 @@ def test_evaluation_variant_reuses_the_run_with_eval_only_overrides(tmp_path, ca
     for bad, match in [
         ("o=sgdett:TEST.SGG.SGDET_OVERLAP_ONLY=True", "mode 'sgdett' is not one of"),
         ("sgdett", "mode 'sgdett' is not one of"),
-        ("o=sgdet:", r"--modes 'o=sgdet:': expected NAME=MODE:KEY=VALUE"),
+        ("o=sgdet:", r"--modes 'o=sgdet:': expected NAME=MODE\[:KEY=VALUE"),
     ]:
         with pytest.raises(SystemExit, match=match):
             ablate.main(["--models", "motifs", "--modes", bad, "--out", str(tmp_path)])
