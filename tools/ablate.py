@@ -15,10 +15,10 @@ hand; finished steps found in ``--out`` are reused, so an interrupted study resu
    ``MODEL.SGG.GROUNDING.ENABLED``), also the world's joint detector
    (``configs/<world>/mask_rcnn_R18_FPN_joint_detector.yaml``) once, in
    ``OUT/joint_detector`` (or ``--joint-detector``): grounded models start from it (and,
-   with ``--plain-on-joint-detector`` every model does, with ``--on-joint-detector M ...``
-   the models named), and grounded models of a world
-   other than the default one also merge ``configs/<world>/world_grounded.yaml`` (its
-   auxiliary mask set and word vectors) after ``world.yaml``;
+   with ``--plain-on-joint-detector``, every model does; with ``--on-joint-detector M ...``,
+   the models named), and grounded models of a world other than the default one also
+   merge ``configs/<world>/world_grounded.yaml`` (its auxiliary mask set and word vectors)
+   after ``world.yaml``;
 2. each model ``M`` (config ``configs/synthetic/M_R18_FPN_sgcls.yaml`` +
    ``configs/<world>/world.yaml`` + variant overrides) once per seed (Detectron2's
    ``SEED`` = 1..N) in SGCls training, config written to ``OUT/runs/M/seed<S>/config.yaml``;
