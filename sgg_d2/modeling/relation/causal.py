@@ -50,8 +50,10 @@ inside MOTIFS / VCTree): their counterfactual keeps MOTIFS' object-context LSTM 
 real features and averages the decoder and edge-context inputs and the pair-box geometry;
 here the context model runs on averaged inputs end to end. Their frequency branch takes
 the class distributions under TDE in SGCls / SGDet; here it takes the final labels (z).
-sgg_d2's MOTIFS / VCTree pair features are gated by the union feature (their MOTIFS
-predictor's form); the authors' causal context branch is not.
+As in the authors' causal models, MOTIFS' / VCTree's pair features lose their union-box
+gate under the causal predictor (``build_predictor.py``) and are gated by an embedding of
+the pair's box geometry instead (``spatial_context``), averaged in the counterfactual
+worlds; union-gated, the counterfactual kept each pair's visual evidence.
 
 Context models: every one with pair features (MOTIFS, VCTree as in the paper; IMP,
 LinkNet, RelDN, F-Net: their per-object inputs are averaged the same way; LinkNet, RelDN
@@ -180,11 +182,10 @@ class CausalPredictor(nn.Module):
     def scorer(self, inputs: ContextInputs) -> Callable:
         """``(pair_features, subj_labels, obj_labels) -> logits`` on ``inputs``' pairs (their
         union features and geometry): the predictor as context models' losses call it
-        (VCTree's reward)."""
-        geometry = self._geometry(inputs)
+        (VCTree's reward); the geometry is computed only if it is called."""
 
         def score(pair_features, subj_labels, obj_labels):
-            rep = self.context_rep(pair_features, geometry)
+            rep = self.context_rep(pair_features, self._geometry(inputs))
             return self(rep, subj_labels, obj_labels, inputs.union_features)
 
         return score

@@ -7,7 +7,7 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["anchor_mean", "group_anchors", "group_margin_loss", "group_margins", "pair_affinity"]
+__all__ = ["anchor_mean", "group_margin_loss", "group_margins", "pair_affinity"]
 
 
 def pair_affinity(rel_logits: torch.Tensor) -> torch.Tensor:
@@ -21,46 +21,33 @@ def group_margins(
     positive: torch.Tensor,
     negative: torch.Tensor,
     margin: float,
-) -> Tuple[torch.Tensor, int]:
+) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """Per group max(0, margin - min positive affinity + max negative affinity).
 
     Args:
         affinity: (R,) affinity of each pair.
         keys: (R, K) int64 group key of each pair; a row with a negative entry is in no group.
+            Column 0 is the group's anchor.
         positive, negative: (R,) bool, disjoint: the pair's role in its group.
         margin: α.
 
     Returns:
-        ``(violations, num_with_positive)``: (G,) the hinge of each of the G groups having
-        both a positive and a negative, and the number of groups having a positive.
+        ``(violations, anchors, num_with_positive)``: (G,) the hinge of each of the G groups
+        having both a positive and a negative, (G,) int64 the anchor of each of them, and
+        the number of groups having a positive.
     """
     member = (keys >= 0).all(dim=1) & (positive | negative)
     if not bool(member.any()):
-        return affinity[:0], 0
+        return affinity[:0], keys[:0, 0], 0
     aff, pos = affinity[member], positive[member]
-    _, group = torch.unique(keys[member], dim=0, return_inverse=True)
-    num_groups = int(group.max()) + 1
-    inf = aff.new_full((num_groups,), float("inf"))
+    unique, group = torch.unique(keys[member], dim=0, return_inverse=True)
+    inf = aff.new_full((len(unique),), float("inf"))
     min_pos = inf.scatter_reduce(0, group[pos], aff[pos], reduce="amin")
     max_neg = (-inf).scatter_reduce(0, group[~pos], aff[~pos], reduce="amax")
     has_pos = torch.isfinite(min_pos)
     both = has_pos & torch.isfinite(max_neg)
-    return F.relu(margin - min_pos[both] + max_neg[both]), int(has_pos.sum())
-
-
-def group_anchors(keys: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor):
-    """(G,) anchor (column 0 of ``keys``) of each group that :func:`group_margins` returns,
-    in the same order (arguments as there, without the affinities)."""
-    member = (keys >= 0).all(dim=1) & (positive | negative)
-    if not bool(member.any()):
-        return keys[:0, 0]
-    unique, group = torch.unique(keys[member], dim=0, return_inverse=True)
-    pos = positive[member]
-    has_pos = torch.zeros(len(unique), dtype=torch.bool, device=keys.device)
-    has_neg = torch.zeros_like(has_pos)
-    has_pos[group[pos]] = True
-    has_neg[group[~pos]] = True
-    return unique[has_pos & has_neg, 0]
+    violations = F.relu(margin - min_pos[both] + max_neg[both])
+    return violations, unique[both, 0], int(has_pos.sum())
 
 
 def anchor_mean(violations: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
@@ -91,7 +78,7 @@ def group_margin_loss(
     Arguments as :func:`group_margins`. Returns a scalar over the groups having both a
     positive and a negative; 0 (connected to the graph) when there is none.
     """
-    violations, _ = group_margins(affinity, keys, positive, negative, margin)
+    violations, _, _ = group_margins(affinity, keys, positive, negative, margin)
     if len(violations) == 0:
         return affinity.sum() * 0.0
     return violations.mean()

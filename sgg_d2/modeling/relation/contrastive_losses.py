@@ -62,7 +62,6 @@ from torch import nn
 from ...config import check_choice
 from .contrastive_groups import (
     anchor_mean,
-    group_anchors,
     group_margin_loss,
     group_margins,
     pair_affinity,
@@ -142,9 +141,9 @@ def graphical_contrastive_terms(
             ),
         )
         for k, (aff, keys, pos, neg) in enumerate(members):
-            violations, with_positive = group_margins(aff, keys, pos, neg, margins[k])
+            violations, group_anchor, with_positive = group_margins(aff, keys, pos, neg, margins[k])
             if len(violations) and weighting == "anchor":
-                terms[k] = terms[k] + anchor_mean(violations, group_anchors(keys, pos, neg))
+                terms[k] = terms[k] + anchor_mean(violations, group_anchor)
             elif len(violations):
                 terms[k] = terms[k] + violations.mean()
             counts["groups"][k] += len(violations)
