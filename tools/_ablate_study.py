@@ -29,7 +29,9 @@ class Study:
         self.test_set = f"{args.world}_test"
         # A --models entry may itself be a variant spec NAME=BASE:KEY=VALUE,...
         inline = [m for m in args.models if "=" in m]
-        self.variants = {v.name: v for v in map(lib.parse_variant, args.variant + inline)}
+        variants = [lib.parse_variant(v) for v in args.variant]
+        variants += [lib.parse_variant(m, "--models") for m in inline]
+        self.variants = {v.name: v for v in variants}
         args.models = [m.split("=", 1)[0] if "=" in m else m for m in args.models]
         for name in args.models + [m for pair in args.compare for m in pair.split(":")]:
             self.variants.setdefault(name, lib.Variant(name, name))

@@ -278,3 +278,8 @@ def test_eval_variant_compared_with_its_mode_by_hand():
     assert (row["a"], row["b"], row["mode"]) == ("motifs [la]", "motifs [predcls]", "predcls")
     assert row["mean"] == pytest.approx(4.0) and row["se"] == pytest.approx(1 / math.sqrt(3))
     assert row["verdict"] == "holds"
+
+
+def test_bad_inline_model_is_named_as_a_models_entry(tmp_path):
+    with pytest.raises(SystemExit, match=r"--models 'm2=motifs:': expected NAME=BASEMODEL"):
+        ablate.main(["--models", "motifs", "m2=motifs:", "--out", str(tmp_path), "--dry-run"])
